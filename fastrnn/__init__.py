@@ -1,0 +1,14 @@
+"""fastrnn: recurrent neural networks, fast on the CPU and readable.
+
+The public vocabulary follows the classic derivation of the vanilla RNN:
+a_t = b + W s_{t-1} + U x_t, s_t = f(a_t), o_t = c + V s_t.
+"""
+from ._version import __version__
+from .backends import available_backends
+from .gradcheck import gradcheck
+from .kernels import forward, get_workspace, loss_and_grad, sgd_step
+from .params import Grads, Params, init_params
+from .workspace import Workspace
+
+__all__ = ["__version__", "Grads", "Params", "Workspace", "available_backends", "forward",
+           "get_workspace", "gradcheck", "init_params", "loss_and_grad", "sgd_step"]

@@ -1,0 +1,140 @@
+"""Validation of public inputs, shared by every backend.
+
+Each function checks one argument once, before any computation, and returns it prepared
+for the kernels: a C-contiguous array of the params' dtype, token ids as int64. Errors
+name the argument and give the expected and the actual value. Nothing here allocates for
+an input that is already prepared, so a training step on good input stays allocation-free.
+
+Legend: T time steps, B batch, D input size, H hidden size, O output size.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .params import Params
+
+LOSSES = ("cross_entropy", "mse")
+REDUCTIONS = ("sum", "mean")
+
+
+def _as_array(value, argument: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{argument}: expected an array, got {type(value).__name__}") from exc
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every element is finite, without allocating for finite input.
+
+    The sum of finite numbers is finite unless it overflows; only then is the exact,
+    allocating test needed.
+    """
+    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+
+
+def check_finite(a: np.ndarray, argument: str) -> None:
+    if a.dtype.kind == "f" and not all_finite(a):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{argument}: expected finite values, got {a[tuple(bad)]} at index "
+                         f"{tuple(int(i) for i in bad)}")
+
+
+def check_params(params) -> Params:
+    if not isinstance(params, Params):
+        raise TypeError(f"params: expected fastrnn.Params, got {type(params).__name__}")
+    check_finite(params.data, "params")
+    return params
+
+
+def check_choice(value, choices, argument: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{argument}: expected one of {choices}, got {value!r}")
+    return value
+
+
+def _float_block(params: Params, a: np.ndarray, argument: str) -> np.ndarray:
+    if a.dtype.kind != "f":
+        raise TypeError(f"{argument}: expected dtype {params.dtype.name} (the params' dtype), "
+                        f"got {a.dtype.name}")
+    if a.dtype != params.dtype:
+        raise TypeError(f"{argument}: expected dtype {params.dtype.name} (the params' dtype), "
+                        f"got {a.dtype.name}; convert one of them, mixing float32 and "
+                        f"float64 is not supported")
+    check_finite(a, argument)
+    return np.ascontiguousarray(a)
+
+
+def _token_ids(a: np.ndarray, size: int, argument: str, what: str) -> np.ndarray:
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0 or hi >= size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{argument}: expected {what} in [0, {size}), got {bad}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _is_int(a: np.ndarray) -> bool:
+    return a.dtype.kind in "iu"
+
+
+def check_x(params: Params, x) -> np.ndarray:
+    """x: (T, B, D) floats, or (T, B) integer token ids in [0, D)."""
+    x = _as_array(x, "x")
+    D = params.input_size
+    if _is_int(x):
+        if x.ndim != 2:
+            raise ValueError(f"x: token ids must have shape (T, B), got shape {x.shape}")
+    elif x.ndim != 3 or x.shape[2] != D:
+        raise ValueError(f"x: expected shape (T, B, {D}) with D = {D} the params' input "
+                         f"size, or integer token ids of shape (T, B); got shape {x.shape} "
+                         f"of dtype {x.dtype.name}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x: expected at least one time step and one sequence "
+                         f"(T >= 1, B >= 1), got shape {x.shape}")
+    if _is_int(x):
+        return _token_ids(x, D, "x", "token ids")
+    return _float_block(params, x, "x")
+
+
+def check_state(params: Params, h, B: int, argument: str = "h0"):
+    """A state (B, H) of the params' dtype, or None."""
+    if h is None:
+        return None
+    h = _as_array(h, argument)
+    shape = (B, params.hidden_size)
+    if h.shape != shape:
+        raise ValueError(f"{argument}: expected shape (B, H) = {shape}, got {h.shape}")
+    return _float_block(params, h, argument)
+
+
+def check_y(params: Params, y, loss: str, T: int, B: int) -> np.ndarray:
+    """Targets: (T, B) class ids in [0, O) for cross-entropy, (T, B, O) floats for mse."""
+    y = _as_array(y, "y")
+    O = params.output_size
+    if loss == "cross_entropy":
+        if not _is_int(y):
+            raise TypeError(f"y: cross-entropy expects integer class ids of shape (T, B) = "
+                            f"{(T, B)}, got dtype {y.dtype.name}; float targets go with "
+                            f"loss='mse'")
+        if y.shape != (T, B):
+            raise ValueError(f"y: expected shape (T, B) = {(T, B)} to match x, got {y.shape}")
+        return _token_ids(y, O, "y", "class ids")
+    if _is_int(y):
+        raise TypeError(f"y: loss='mse' expects float targets of shape (T, B, O) = "
+                        f"{(T, B, O)}, got dtype {y.dtype.name}")
+    if y.shape != (T, B, O):
+        raise ValueError(f"y: expected shape (T, B, O) = {(T, B, O)} to match x and the "
+                         f"params' output size, got {y.shape}")
+    return _float_block(params, y, "y")
+
+
+def check_learning_rate(lr) -> float:
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.number)):
+        raise TypeError(f"lr: expected a positive number, got {lr!r}")
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr: expected a positive finite number, got {lr!r}")
+    return float(lr)

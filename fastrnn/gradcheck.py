@@ -1,0 +1,73 @@
+"""Finite-difference checks of the analytic gradients."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks
+from .kernels import loss_and_grad
+from .params import Params
+
+
+def _loss(params, x, y, h0, loss, reduction, backend):
+    return loss_and_grad(params, x, y, h0, loss=loss, reduction=reduction,
+                         backend=backend)[0]
+
+
+def _numeric_gradient(f, theta: np.ndarray, eps: float) -> np.ndarray:
+    """dL/dtheta by the fourth-order central difference, perturbing theta in place.
+
+    (-f(+2e) + 8 f(+e) - 8 f(-e) + f(-2e)) / (12 e) has truncation error O(e^4), so a
+    fairly large step keeps the rounding error of the loss small as well.
+    """
+    grad = np.empty_like(theta)
+    flat, out = theta.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        values = []
+        for k in (2, 1, -1, -2):
+            flat[i] = saved + k * eps
+            values.append(f())
+        flat[i] = saved
+        out[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * eps)
+    return grad
+
+
+def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction="sum",
+              eps=1e-4, backend="reference", grads=None) -> dict[str, float]:
+    """Compare analytic gradients with finite differences, tensor by tensor.
+
+    Finite differences need float64, so the check runs on float64 copies of ``params``,
+    ``x``, ``y`` and ``h0`` whatever their dtype. ``grads`` (a Grads with ``h0``) is the
+    analytic gradient to check; by default ``loss_and_grad`` computes it with ``backend``.
+
+    Returns ``{name: error}`` for U, W, b, V, c and h0 (dL/dh0), where the error of a
+    tensor is its largest absolute difference divided by its largest entry in magnitude,
+    max_i |numeric_i - analytic_i| / max_i max(|numeric_i|, |analytic_i|), so that tiny
+    entries of an otherwise large gradient do not dominate. A tensor whose gradient is
+    exactly zero both ways has error 0.
+    """
+    params = _checks.check_params(params).astype(np.float64)
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        x = x.astype(np.float64)
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        y = y.astype(np.float64)
+    B = x.shape[1] if x.ndim >= 2 else 0
+    h0 = np.zeros((B, params.hidden_size)) if h0 is None else np.array(h0, dtype=np.float64)
+    if grads is None:
+        grads = loss_and_grad(params, x, y, h0, loss=loss, reduction=reduction,
+                              backend=backend)[1]
+    analytic = {name: np.array(view, dtype=np.float64) for name, view in grads.items()}
+    analytic["h0"] = np.array(grads.h0, dtype=np.float64)
+
+    def f():
+        return _loss(params, x, y, h0, loss, reduction, backend)
+
+    errors = {}
+    for name, theta in params.items() + [("h0", h0)]:
+        numeric = _numeric_gradient(f, theta, eps)
+        scale = max(np.abs(numeric).max(), np.abs(analytic[name]).max())
+        diff = np.abs(numeric - analytic[name]).max()
+        errors[name] = float(diff / scale) if scale > 0 else 0.0
+    return errors

@@ -1,0 +1,44 @@
+"""Params and Workspace: one buffer, named views, reproducible initialisation."""
+import numpy as np
+import pytest
+
+import fastrnn
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_views_share_one_buffer(dtype):
+    p = fastrnn.init_params(3, 4, 2, dtype=dtype, seed=0)
+    assert [v.shape for _, v in p.items()] == [(4, 3), (4, 4), (4,), (2, 4), (2,)]
+    assert all(np.shares_memory(v, p.data) for _, v in p.items())
+    assert p.data.size == 4 * 3 + 4 * 4 + 4 + 2 * 4 + 2 and p.dtype == dtype
+    p.data[:] = 0
+    assert not p.W.any()
+
+
+def test_initialisation_is_seeded_and_scaled():
+    a = fastrnn.init_params(3, 16, 2, seed=7)
+    b = fastrnn.init_params(3, 16, 2, seed=7)
+    c = fastrnn.init_params(3, 16, 2, dtype=np.float32, seed=7)
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(c.data, a.data.astype(np.float32))
+    assert np.abs(a.W).max() <= 0.25 and np.abs(a.W).max() > 0.2
+    assert not a.b.any() and not a.c.any()
+
+
+def test_workspace_views_do_not_overlap():
+    p = fastrnn.init_params(3, 4, 2)
+    ws = fastrnn.Workspace(p, 5, 2)
+    views = [ws.a, ws.s, ws.o, ws.do, ws.kappa, ws.da, ws.grads.data, ws.grads.h0]
+    for i, u in enumerate(views):
+        for v in views[i + 1:]:
+            assert not np.shares_memory(u, v)
+    assert ws.s.shape == (6, 2, 4) and ws.grads.h0.shape == (2, 4)
+    assert ws.fits(p, 5, 2) and not ws.fits(p, 5, 3)
+    assert not ws.fits(p.astype(np.float32), 5, 2)
+
+
+def test_workspace_is_cached_per_params_and_size():
+    p = fastrnn.init_params(3, 4, 2)
+    assert fastrnn.get_workspace(p, 5, 2) is fastrnn.get_workspace(p, 5, 2)
+    assert fastrnn.get_workspace(p, 5, 2) is not fastrnn.get_workspace(p, 6, 2)
+    assert fastrnn.get_workspace(p, 5, 2) is not fastrnn.get_workspace(p.copy(), 5, 2)

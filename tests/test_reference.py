@@ -1,0 +1,80 @@
+"""The reference against finite differences, and its own invariants."""
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import reference
+
+from conftest import make_problem
+
+
+@pytest.mark.parametrize("cell", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("tokens", [True, False], ids=["ids", "dense"])
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("T", [1, 7])
+def test_gradcheck(cell, loss, reduction, tokens, B, T):
+    params, x, y, h0 = make_problem(T=T, B=B, cell=cell, loss=loss, tokens=tokens)
+    errors = fastrnn.gradcheck(params, x, y, h0, loss=loss, reduction=reduction,
+                               backend="reference")
+    assert set(errors) == {"U", "W", "b", "V", "c", "h0"}
+    assert max(errors.values()) <= 1e-6, errors
+
+
+def test_gradcheck_detects_a_wrong_gradient():
+    params, x, y, h0 = make_problem(T=4, B=2)
+    grads = fastrnn.loss_and_grad(params, x, y, h0)[1]
+    wrong = fastrnn.Grads(params, 2, data=grads.data.copy(), h0=grads.h0.copy())
+    wrong.W[1, 2] *= 1.01
+    errors = fastrnn.gradcheck(params, x, y, h0, grads=wrong)
+    assert errors["W"] > 1e-4
+    assert errors["U"] <= 1e-6
+
+
+def test_token_ids_equal_one_hot_inputs():
+    params, ids, y, h0 = make_problem(T=6, B=3, tokens=True)
+    onehot = np.eye(params.input_size)[ids]
+    L_ids, g_ids, h_ids = fastrnn.loss_and_grad(params, ids, y, h0, backend="reference")
+    g_ids = g_ids.data.copy()
+    h_ids = h_ids.copy()
+    L_dense, g_dense, h_dense = fastrnn.loss_and_grad(params, onehot, y, h0,
+                                                      backend="reference")
+    np.testing.assert_allclose(L_ids, L_dense, rtol=1e-13)
+    np.testing.assert_allclose(g_ids, g_dense.data, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(h_ids, h_dense, rtol=1e-13)
+
+
+def test_cross_entropy_does_not_overflow():
+    o = np.array([[[1000.0, -1000.0, 0.0]]])
+    y = np.array([[0]])
+    L, do = reference.cross_entropy(o, y)
+    assert np.isfinite(L) and L == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(do, [[[0.0, 0.0, 0.0]]], atol=1e-12)
+
+
+def test_mean_is_sum_divided_by_the_number_of_terms():
+    params, x, y, h0 = make_problem(T=5, B=2, loss="mse")
+    L_sum = fastrnn.loss_and_grad(params, x, y, h0, loss="mse")[0]
+    L_mean = fastrnn.loss_and_grad(params, x, y, h0, loss="mse", reduction="mean")[0]
+    assert L_mean == pytest.approx(L_sum / y.size, rel=1e-14)
+
+
+def test_final_state_carries_over():
+    """Two halves with the state carried equal one whole sequence."""
+    params, x, y, h0 = make_problem(T=8, B=2)
+    o_whole, h_whole = fastrnn.forward(params, x, h0, backend="reference")
+    o_first, h_mid = fastrnn.forward(params, x[:3], h0, backend="reference")
+    o_second, h_end = fastrnn.forward(params, x[3:], h_mid, backend="reference")
+    np.testing.assert_allclose(np.concatenate([o_first, o_second]), o_whole, rtol=1e-14)
+    np.testing.assert_allclose(h_end, h_whole, rtol=1e-14)
+
+
+def test_sgd_step_descends():
+    params, x, y, h0 = make_problem(T=6, B=2)
+    before = params.data.copy()
+    L0, grads, _ = fastrnn.loss_and_grad(params, x, y, h0)
+    expected = before - 0.05 * grads.data
+    fastrnn.sgd_step(params, grads, 0.05)
+    np.testing.assert_array_equal(params.data, expected)
+    assert fastrnn.loss_and_grad(params, x, y, h0)[0] < L0
