@@ -10,6 +10,7 @@ import importlib
 from . import _config
 
 _MODULES = {
+    "numba": "fastrnn._numba.kernels",
     "reference": "fastrnn.reference.kernels",
 }
 _loaded: dict = {}

@@ -9,6 +9,7 @@ Legend: T time steps, B batch, H hidden size, O output size.
     kappa  (T, B, H)      dL/ds; kappa[t] holds kappa_{t+1} = dL/ds_{t+1}
     da     (T, B, H)      dL/da = f'(a) * kappa
     grads  Grads          dL/dU, dL/dW, dL/db, dL/dV, dL/dc (flat) and dL/dh0 (B, H)
+    WT     (H, H)         scratch for the compiled backends (receives W^T)
 
 A Workspace is sized for one (T, B) and one Params layout and reused for every call of
 that size, so that a training step allocates nothing once it exists. The arrays it hands
@@ -27,7 +28,7 @@ def _buffers(T: int, B: int, H: int, O: int, P: int):
     """The sizes table: (name, shape) of every buffer, in arena order."""
     return (("a", (T, B, H)), ("s", (T + 1, B, H)), ("o", (T, B, O)), ("do", (T, B, O)),
             ("kappa", (T, B, H)), ("da", (T, B, H)), ("grad_data", (P,)),
-            ("grad_h0", (B, H)))
+            ("grad_h0", (B, H)), ("WT", (H, H)))
 
 
 class Workspace:
@@ -50,7 +51,7 @@ class Workspace:
             views[name] = self.arena[offset:offset + n].reshape(shape)
             offset += n
         self.a, self.s, self.o, self.do = views["a"], views["s"], views["o"], views["do"]
-        self.kappa, self.da = views["kappa"], views["da"]
+        self.kappa, self.da, self.WT = views["kappa"], views["da"], views["WT"]
         self.grads = Grads(params, self.B, data=views["grad_data"], h0=views["grad_h0"])
 
     def fits(self, params: Params, T: int, B: int) -> bool:

@@ -10,9 +10,9 @@ loss(kind, reduction, y, ws) -> float
     y ids (T, B) for "cross_entropy", (T, B, O) for "mse". Reads ws.o, fills ws.do.
 backward(params, x, ws, grads)
     Reads ws.a, ws.s, ws.do; fills ws.kappa, ws.da, grads.data and grads.h0.
-step(params, x_t, h, o_out, h_out)
-    One step of online inference: x_t (B, D) or ids (B,); h (B, H). Writes the new
-    state s_t into h_out (B, H) and o_t into o_out (B, O). h_out may be h itself.
+step(params, x_t, h, a, o_out, h_out)
+    One step of online inference: x_t (B, D) or ids (B,); h (B, H); a (B, H) scratch.
+    Writes the new state s_t into h_out (B, H) and o_t into o_out (B, O). h_out may be h.
 
 The reference computes with its own temporaries and copies into the workspace: it is
 the specification, not the fast path.
@@ -40,7 +40,7 @@ def backward(params, x, ws, grads):
     ws.kappa[...], ws.da[...] = g["kappa"], g["da"]
 
 
-def step(params, x_t, h, o_out, h_out):
+def step(params, x_t, h, a, o_out, h_out):
     _, s, o = rnn.rnn_forward(params.U, params.W, params.b, params.V, params.c,
                               x_t[None], h, params.cell)
     h_out[...] = s[1]

@@ -1,0 +1,326 @@
+"""Fused vanilla-RNN kernels compiled with Numba.
+
+Legend: T time steps, B batch, D input size, H hidden size, O output size.
+
+The equations are those of ``fastrnn.reference.rnn``; the arrays are those of a
+``Workspace`` (a (T, B, H), s (T + 1, B, H), o and do (T, B, O), kappa and da (T, B, H)).
+Every kernel is a pure function of IN arrays that writes OUT arrays and allocates
+nothing. Only the recurrence through W is sequential, so everything else is done for all
+T * B rows at once:
+
+    forward   A = X U^T + b (one GEMM, or a gather for token ids)
+              for t: a_t += W s_{t-1}; s_t = f(a_t)      (the only loop over time)
+              O = S V^T + c (one GEMM)
+    backward  K = dO V (one GEMM: the V^T dL/do_t term of every kappa_t)
+              for t = T .. 1: kappa_t += W^T da_{t+1}; da_t = f'(a_t) * kappa_t
+              dW = dA^T S_prev, dV = dO^T S, dU = dA^T X (one GEMM each, or a scatter)
+
+The products inside the time loop go through BLAS when ``blas`` is true and through
+plain loops otherwise; for small B * H the loops win (see ``fastrnn._numba.kernels``).
+``WT`` (H, H) is scratch that receives W^T so that the looped forward product streams
+through memory in order.
+"""
+import math
+
+import numpy as np
+
+from .._config import jit, jit_stream
+
+TANH, SIGMOID, RELU = 0, 1, 2
+CELLS = {"tanh": TANH, "sigmoid": SIGMOID, "relu": RELU}
+CROSS_ENTROPY, MSE = 0, 1
+
+
+# ------------------------------------------------------------------ elementwise pieces
+
+@jit
+def _activate(act, a, s):
+    """s = f(a); a, s (B, H)."""
+    B, H = a.shape
+    for r in range(B):
+        if act == TANH:
+            for i in range(H):
+                s[r, i] = math.tanh(a[r, i])
+        elif act == SIGMOID:
+            for i in range(H):
+                s[r, i] = 1.0 / (1.0 + math.exp(-a[r, i]))
+        else:
+            for i in range(H):
+                s[r, i] = max(a[r, i], 0.0)
+
+
+@jit
+def _delta(act, a, s, kappa, da):
+    """da = f'(a) * kappa, with f' written through s = f(a); all (B, H)."""
+    B, H = a.shape
+    for r in range(B):
+        if act == TANH:
+            for i in range(H):
+                da[r, i] = (1.0 - s[r, i] * s[r, i]) * kappa[r, i]
+        elif act == SIGMOID:
+            for i in range(H):
+                da[r, i] = s[r, i] * (1.0 - s[r, i]) * kappa[r, i]
+        else:
+            for i in range(H):
+                da[r, i] = kappa[r, i] if a[r, i] > 0.0 else 0.0
+
+
+@jit
+def _add_rows(M, v):
+    """M[r] += v for every row; M (N, K), v (K,)."""
+    N, K = M.shape
+    for r in range(N):
+        for k in range(K):
+            M[r, k] += v[k]
+
+
+@jit
+def _sum_rows(M, v):
+    """v = sum_r M[r]; M (N, K), v (K,)."""
+    v[:] = 0.0
+    N, K = M.shape
+    for r in range(N):
+        for k in range(K):
+            v[k] += M[r, k]
+
+
+@jit
+def _transpose(M, MT):
+    """MT = M^T; M (N, K), MT (K, N)."""
+    N, K = M.shape
+    for r in range(N):
+        for k in range(K):
+            MT[k, r] = M[r, k]
+
+
+@jit
+def _add_matvec_rows(M, rows, out):
+    """out[r] += sum_k rows[r, k] M[k] for every r: out += rows @ M, looping.
+
+    rows (B, N), M (N, K), out (B, K). Each term adds a contiguous row of M, so the inner
+    loop is a vectorisable axpy with no reduction.
+    """
+    B, N = rows.shape
+    K = M.shape[1]
+    for r in range(B):
+        for n in range(N):
+            coef = rows[r, n]
+            if coef != 0.0:
+                for k in range(K):
+                    out[r, k] += coef * M[n, k]
+
+
+# ------------------------------------------------------------------------- forward
+
+@jit
+def _recurrence(act, W, WT, h0, a, s, blas):
+    """for t: a_t += W s_{t-1}; s_t = f(a_t).  a (T, B, H) holds b + U x_t on entry."""
+    T = a.shape[0]
+    s[0] = h0
+    if not blas:
+        _transpose(W, WT)
+    for t in range(T):
+        if blas:
+            np.dot(s[t], W.T, s[t + 1])          # s[t + 1] is free until f writes it
+            a[t] += s[t + 1]
+        else:
+            _add_matvec_rows(WT, s[t], a[t])
+        _activate(act, a[t], s[t + 1])
+
+
+@jit
+def _output(V, c, s, o):
+    """O = S V^T + c for all T * B rows at once."""
+    T, B, O = o.shape
+    H = s.shape[2]
+    o2 = o.reshape(T * B, O)
+    np.dot(s[1:].reshape(T * B, H), V.T, o2)
+    _add_rows(o2, c)
+
+
+@jit
+def forward_dense(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
+    """Forward pass for dense inputs x (T, B, D); fills a, s and o."""
+    T, B, D = x.shape
+    H = W.shape[0]
+    a2 = a.reshape(T * B, H)
+    np.dot(x.reshape(T * B, D), U.T, a2)
+    _add_rows(a2, b)
+    _recurrence(act, W, WT, h0, a, s, blas)
+    _output(V, c, s, o)
+
+
+@jit
+def forward_ids(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
+    """Forward pass for token ids x (T, B): U x_t is column x_t of U, gathered."""
+    T, B = x.shape
+    H = W.shape[0]
+    for t in range(T):
+        for r in range(B):
+            col = x[t, r]
+            for i in range(H):
+                a[t, r, i] = b[i] + U[i, col]
+    _recurrence(act, W, WT, h0, a, s, blas)
+    _output(V, c, s, o)
+
+
+# --------------------------------------------------------------------------- losses
+
+@jit
+def cross_entropy(o, y, scale, do):
+    """Fused log-softmax, cross-entropy and dL/do = scale * (p - onehot(y)).
+
+    o, do (T, B, O); y (T, B) class ids. Returns scale * sum of -log p[y].
+    """
+    T, B, O = o.shape
+    total = 0.0
+    for t in range(T):
+        for r in range(B):
+            m = o[t, r, 0]
+            for k in range(1, O):
+                m = max(m, o[t, r, k])
+            z = 0.0
+            for k in range(O):
+                e = math.exp(o[t, r, k] - m)
+                do[t, r, k] = e
+                z += e
+            log_z = m + math.log(z)
+            total += log_z - o[t, r, y[t, r]]
+            inv = scale / z
+            for k in range(O):
+                do[t, r, k] *= inv
+            do[t, r, y[t, r]] -= scale
+    return total * scale
+
+
+@jit
+def squared_error(o, y, scale, do):
+    """L = scale * sum ||o_t - y_t||^2 and dL/do = 2 scale (o - y); o, y, do (T, B, O)."""
+    T, B, O = o.shape
+    total = 0.0
+    for t in range(T):
+        for r in range(B):
+            for k in range(O):
+                diff = o[t, r, k] - y[t, r, k]
+                total += diff * diff
+                do[t, r, k] = 2.0 * scale * diff
+    return total * scale
+
+
+# ------------------------------------------------------------------------ backward
+
+@jit
+def _bptt(act, W, a, s, kappa, da, dh0, blas):
+    """kappa_t = V^T dL/do_t + W^T da_{t+1}; da_t = f'(a_t) * kappa_t, for t = T .. 1.
+
+    kappa (T, B, H) holds the V^T dL/do_t terms on entry. dh0 (B, H) = W^T da_1.
+    """
+    T = a.shape[0]
+    for t in range(T - 1, -1, -1):
+        if t < T - 1:
+            if blas:
+                np.dot(da[t + 1], W, da[t])      # da[t] is free until the delta writes it
+                kappa[t] += da[t]
+            else:
+                _add_matvec_rows(W, da[t + 1], kappa[t])
+        _delta(act, a[t], s[t + 1], kappa[t], da[t])
+    np.dot(da[0], W, dh0)
+
+
+@jit
+def _backward_common(act, W, V, a, s, do, kappa, da, dW, db, dV, dc, dh0, blas):
+    """Everything but dU: returns dA (T * B, H) for the caller's input gradient."""
+    T, B, H = a.shape
+    O = do.shape[2]
+    do2 = do.reshape(T * B, O)
+    np.dot(do2, V, kappa.reshape(T * B, H))
+    _bptt(act, W, a, s, kappa, da, dh0, blas)
+    da2 = da.reshape(T * B, H)
+    np.dot(da2.T, s[:T].reshape(T * B, H), dW)
+    _sum_rows(da2, db)
+    np.dot(do2.T, s[1:].reshape(T * B, H), dV)
+    _sum_rows(do2, dc)
+    return da2
+
+
+@jit
+def backward_dense(act, W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0, blas):
+    """BPTT for dense inputs x (T, B, D); fills kappa, da and every gradient."""
+    T, B, D = x.shape
+    da2 = _backward_common(act, W, V, a, s, do, kappa, da, dW, db, dV, dc, dh0, blas)
+    np.dot(da2.T, x.reshape(T * B, D), dU)
+
+
+@jit
+def backward_ids(act, W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0, blas):
+    """BPTT for token ids x (T, B): dL/da_t e_i^T adds da_t to column i of dU."""
+    T, B = x.shape
+    H = W.shape[0]
+    _backward_common(act, W, V, a, s, do, kappa, da, dW, db, dV, dc, dh0, blas)
+    dU[:] = 0.0
+    for t in range(T):
+        for r in range(B):
+            col = x[t, r]
+            for i in range(H):
+                dU[i, col] += da[t, r, i]
+
+
+# ----------------------------------------------------------------------- streaming
+# One step of online inference at small sizes is dominated by matrix-vector products
+# that are row dot products here. They are compiled with reassociation allowed (and
+# nothing else of fastmath), so that the reductions vectorise; no gradient and no
+# finiteness check is computed in these kernels.
+
+@jit_stream
+def _dot(u, v):
+    acc = 0.0
+    for k in range(u.size):
+        acc += u[k] * v[k]
+    return acc
+
+
+@jit_stream
+def _step_finish(act, W, V, c, h, a, o_out, h_out):
+    """a += W h; h_out = f(a); o_out = c + V h_out.  ``a`` is scratch: h_out may be h."""
+    B, H = h.shape
+    O = V.shape[0]
+    for r in range(B):
+        for i in range(H):
+            a[r, i] += _dot(W[i], h[r])
+    _activate(act, a, h_out)
+    for r in range(B):
+        for k in range(O):
+            o_out[r, k] = c[k] + _dot(V[k], h_out[r])
+
+
+@jit_stream
+def step_dense(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
+    """One step: a = b + U x_t + W h; h_out = f(a); o_out = c + V h_out.
+
+    x_t (B, D); h, a, h_out (B, H); o_out (B, O).
+    """
+    B, H = h.shape
+    for r in range(B):
+        for i in range(H):
+            a[r, i] = b[i] + _dot(U[i], x_t[r])
+    _step_finish(act, W, V, c, h, a, o_out, h_out)
+
+
+@jit_stream
+def step_ids(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
+    """One step for token ids x_t (B,): a = b + U[:, x_t] + W h; see ``step_dense``."""
+    B, H = h.shape
+    for r in range(B):
+        col = x_t[r]
+        for i in range(H):
+            a[r, i] = b[i] + U[i, col]
+    _step_finish(act, W, V, c, h, a, o_out, h_out)
+
+
+# -------------------------------------------------------------------------- update
+
+@jit
+def axpy(alpha, x, y):
+    """y += alpha * x, in place; x, y (P,)."""
+    for i in range(y.size):
+        y[i] += alpha * x[i]

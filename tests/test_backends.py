@@ -1,0 +1,120 @@
+"""Every fast backend against the reference: ref = reference, comp = backend, same input.
+
+A backend joins this suite by registering itself in fastrnn.backends. Float64 must agree
+to RTOL[float64] entry by entry. Float32 kernels run on float32 copies of the problem and
+are compared with the float64 reference: every entry of every result must lie within
+RTOL[float32] times the largest entry of that tensor (rounding in float32 makes tiny
+entries of a large gradient noisy in relative terms, so scale by the tensor).
+"""
+import numpy as np
+import pytest
+
+import fastrnn
+
+from conftest import RTOL, make_problem
+
+FAST = [b for b in fastrnn.available_backends() if b != "reference"]
+pytestmark = pytest.mark.skipif(not FAST, reason="no compiled backend available")
+
+
+@pytest.fixture(params=FAST)
+def fast_backend(request):
+    return request.param
+
+
+@pytest.fixture(params=[False, True], ids=["loops", "blas"])
+def blas(request, fast_backend, monkeypatch):
+    """Force the time loop through plain loops or through BLAS, whatever the size."""
+    module = fastrnn.backends.get(fast_backend)
+    if hasattr(module, "BLAS_MIN_WORK"):
+        monkeypatch.setattr(module, "BLAS_MIN_WORK", 0 if request.param else 2**62)
+    elif request.param:
+        pytest.skip("backend has no BLAS switch")
+    return request.param
+
+
+def run(backend, params, x, y, h0, loss, reduction):
+    """Everything a training step produces, copied out of the workspace."""
+    o, _ = fastrnn.forward(params, x, h0, backend=backend)
+    L, grads, h_T = fastrnn.loss_and_grad(params, x, y, h0, loss=loss, reduction=reduction,
+                                          backend=backend)
+    T, B = x.shape[:2]
+    ws = fastrnn.get_workspace(params, T, B)
+    out = {name: view.copy() for name, view in grads.items()}
+    out.update(loss=np.array(L), o=o, h_T=h_T.copy(), dh0=grads.h0.copy(),
+               kappa=ws.kappa.copy())
+    return out
+
+
+def assert_agree(comp, ref, dtype):
+    assert comp.keys() == ref.keys()
+    for name in ref:
+        if dtype == np.float64:
+            np.testing.assert_allclose(comp[name], ref[name], rtol=RTOL[dtype], atol=1e-13,
+                                       err_msg=name)
+        else:
+            scale = max(np.abs(ref[name]).max(), 1e-30)
+            np.testing.assert_allclose(comp[name], ref[name], rtol=0,
+                                       atol=RTOL[dtype] * scale, err_msg=name)
+
+
+def as64(*arrays):
+    return [a.astype(np.float64) if a is not None and a.dtype.kind == "f" else a
+            for a in arrays]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("tokens", [True, False], ids=["ids", "dense"])
+@pytest.mark.parametrize("B, T", [(1, 1), (1, 25), (4, 1), (4, 25), (32, 25)])
+@pytest.mark.parametrize("with_h0", [True, False], ids=["h0", "zero-h0"])
+def test_backend_matches_reference(fast_backend, blas, dtype, cell, loss, reduction,
+                                   tokens, B, T, with_h0):
+    params, x, y, h0 = make_problem(T=T, B=B, D=6, H=8, O=5, cell=cell, loss=loss,
+                                    tokens=tokens, with_h0=with_h0, dtype=dtype, seed=B + T)
+    comp = run(fast_backend, params, x, y, h0, loss, reduction)
+    ref = run("reference", params.astype(np.float64), *as64(x, y, h0), loss, reduction)
+    assert_agree(comp, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("size", [
+    dict(T=25, B=1, D=65, H=100, O=65, tokens=True),
+    dict(T=20, B=32, D=64, H=256, O=64, tokens=False),
+], ids=["S", "M"])
+def test_backend_matches_reference_at_benchmark_sizes(fast_backend, dtype, size):
+    """Gradients agree at the benchmark sizes, through whichever path the size picks."""
+    params, x, y, h0 = make_problem(cell="tanh", dtype=dtype, seed=5, **size)
+    comp = run(fast_backend, params, x, y, h0, "cross_entropy", "sum")
+    ref = run("reference", params.astype(np.float64), *as64(x, y, h0), "cross_entropy",
+              "sum")
+    assert_agree(comp, ref, dtype)
+
+
+def test_workspace_is_reused_and_grads_can_be_owned(fast_backend):
+    params, x, y, h0 = make_problem(T=6, B=3)
+    _, g1, h1 = fastrnn.loss_and_grad(params, x, y, h0, backend=fast_backend)
+    mine = fastrnn.Grads(params, 3)
+    _, g2, h2 = fastrnn.loss_and_grad(params, x, y, h0, backend=fast_backend, grads=mine)
+    assert g2 is mine and g1 is not mine
+    np.testing.assert_array_equal(mine.data, g1.data)
+    np.testing.assert_array_equal(mine.h0, g1.h0)
+    assert h1 is not h2 and np.shares_memory(h1, h2)
+
+
+def test_carrying_the_returned_state_is_safe(fast_backend):
+    """h_T is a view into the workspace; passing it back as h0 must read it first."""
+    params, x, y, h0 = make_problem(T=5, B=2)
+    _, _, h_mid = fastrnn.loss_and_grad(params, x[:2], y[:2], h0, backend=fast_backend)
+    expected = fastrnn.forward(params, x[2:], h_mid.copy(), backend="reference")[0]
+    o = fastrnn.forward(params, x[2:], h_mid, backend=fast_backend)[0]
+    np.testing.assert_allclose(o, expected, rtol=1e-12)
+
+
+def test_auto_prefers_a_compiled_backend(monkeypatch):
+    monkeypatch.delenv("FASTRNN_BACKEND", raising=False)
+    assert fastrnn.backends.resolve("auto") == FAST[0]
+    monkeypatch.setenv("FASTRNN_BACKEND", "reference")
+    assert fastrnn.backends.resolve("auto") == "reference"
