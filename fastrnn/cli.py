@@ -1,6 +1,7 @@
 """Command line: ``python -m fastrnn``.
 
 demo   trains a small character model on a built-in text and prints the loss falling.
+bench  measures fastrnn's backends, a NumPy loop and PyTorch, each in its own process.
 """
 from __future__ import annotations
 
@@ -69,7 +70,15 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default="auto")
+    p = commands.add_parser("bench", help="compare backends and PyTorch, one process each")
+    p.add_argument("--sizes", nargs="+", default=["S", "M", "L"], choices=["S", "M", "L"])
+    p.add_argument("--no-stream", action="store_true", help="skip the streaming step")
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from .bench import run
+
+        run(sizes=args.sizes, stream=not args.no_stream)
+        return 0
     if args.command is None:
         args = parser.parse_args(["demo"])
     return demo(args)

@@ -9,6 +9,7 @@ import weakref
 import numpy as np
 
 from . import _checks, backends
+from ._numba.rnn import axpy
 from .params import Grads, Params
 from .workspace import Workspace
 
@@ -146,6 +147,116 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     return value, grads, ws.s[T]
 
 
+def _check_step_out(out, params: Params, B: int):
+    shapes = ((B, params.output_size), (B, params.hidden_size))
+    if out is None:
+        return tuple(np.empty(shape, dtype=params.dtype) for shape in shapes)
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"out: expected a pair (o_out, h_out), got {type(out).__name__}")
+    for name, buf, shape in zip(("o_out", "h_out"), out, shapes):
+        if (not isinstance(buf, np.ndarray) or buf.shape != shape
+                or buf.dtype != params.dtype or not buf.flags.c_contiguous
+                or not buf.flags.writeable):
+            raise ValueError(
+                f"out: expected {name} to be a writable C-contiguous {params.dtype.name} "
+                f"array of shape {shape}, got {_describe(buf)}")
+    return out
+
+
+def _describe(a) -> str:
+    if isinstance(a, np.ndarray):
+        return f"{a.dtype.name} array of shape {a.shape}"
+    return type(a).__name__
+
+
+def _check_step_input(params: Params, x_t) -> np.ndarray:
+    """x_t: one token id, (B,) token ids or a (B, D) block; returned as a batch."""
+    x_t = np.asarray(x_t)
+    if x_t.dtype.kind in "iu" and x_t.ndim <= 1:
+        return _checks.check_x(params, x_t.reshape(1, -1))[0]
+    if x_t.dtype.kind == "f" and x_t.ndim != 2:
+        raise ValueError(f"x_t: expected shape (B, {params.input_size}), one token id or "
+                         f"(B,) token ids, got shape {x_t.shape}")
+    return _checks.check_x(params, x_t[None])[0]
+
+
+def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
+    """Advance the RNN by one time step, for streaming (online) inference.
+
+    Parameters
+    ----------
+    params : Params
+    x_t : int, ndarray (B,) of token ids, or ndarray (B, D) of the params' dtype
+    h : ndarray (B, H), optional
+        The state s_{t-1}; zeros when omitted.
+    out : (o_out, h_out), optional
+        Buffers of shapes (B, O) and (B, H) to write o_t and s_t into; with them the call
+        allocates nothing. ``h_out`` may be ``h`` itself, to update the state in place.
+
+    Returns
+    -------
+    (o_t, h_t) : ndarray (B, O), ndarray (B, H)
+        The output o_t = c + V s_t and the new state s_t (``out`` when given).
+    """
+    params = _checks.check_params(params)
+    kernels = backends.get(backend)
+    x_t = _check_step_input(params, x_t)
+    B = x_t.shape[0]
+    if h is None:
+        h = np.zeros((B, params.hidden_size), dtype=params.dtype)
+    else:
+        h = _checks.check_state(params, h, B, "h")
+    o_out, h_out = _check_step_out(out, params, B)
+    kernels.step(params, x_t, h, get_workspace(params, 1, B).a[0], o_out, h_out)
+    return o_out, h_out
+
+
+class Stream:
+    """Streaming inference with the state kept: ``o_t = stream(x_t)``.
+
+    The checks that ``step`` makes on every call (params, buffers, backend) are made
+    once here, so a call costs little more than the compiled step itself. Each call
+    still checks x_t. The returned o_t (B, O) and ``state`` (B, H) are buffers that the
+    next call overwrites. The Stream reads ``params`` at every call, so it sees updates
+    made to them in place.
+    """
+
+    def __init__(self, params: Params, batch_size: int = 1, h0=None, *, backend="auto"):
+        self.params = _checks.check_params(params)
+        self._kernels = backends.get(backend)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        B = self.batch_size = int(batch_size)
+        self.state = np.zeros((B, params.hidden_size), dtype=params.dtype)
+        self.output = np.zeros((B, params.output_size), dtype=params.dtype)
+        self._scratch = np.zeros((B, params.hidden_size), dtype=params.dtype)
+        self._ids = np.zeros(B, dtype=np.int64)
+        self._dense_shape = (B, params.input_size)
+        self.reset(h0)
+
+    def reset(self, h0=None) -> None:
+        """Start again from h0 (B, H), or from zeros."""
+        h0 = _checks.check_state(self.params, h0, self.batch_size)
+        self.state[...] = 0.0 if h0 is None else h0
+
+    def __call__(self, x_t) -> np.ndarray:
+        """Advance by one step. x_t: a token id (B = 1), (B,) ids, or a (B, D) block."""
+        if isinstance(x_t, (int, np.integer)) and self.batch_size == 1 \
+                and 0 <= x_t < self.params.input_size:
+            self._ids[0] = x_t
+            x_t = self._ids
+        elif not (isinstance(x_t, np.ndarray) and x_t.shape == self._dense_shape
+                  and x_t.dtype == self.params.dtype and x_t.flags.c_contiguous
+                  and np.isfinite(x_t.sum())):
+            x_t = _check_step_input(self.params, x_t)
+            if x_t.shape[0] != self.batch_size:
+                raise ValueError(f"x_t: expected a batch of {self.batch_size} (the "
+                                 f"stream's batch_size), got {x_t.shape[0]}")
+        self._kernels.step(self.params, x_t, self.state, self._scratch, self.output,
+                           self.state)
+        return self.output
+
+
 def sgd_step(params: Params, grads: Params, lr) -> Params:
     """The derivation's update, theta <- theta - lr * dL/dtheta, in place on params.data.
 
@@ -156,5 +267,5 @@ def sgd_step(params: Params, grads: Params, lr) -> Params:
         raise TypeError(f"grads: expected gradients of the params' layout ({params!r}), "
                         f"got {grads!r}")
     lr = _checks.check_learning_rate(lr)
-    params.data -= lr * grads.data
+    axpy(params.dtype.type(-lr), grads.data, params.data)
     return params

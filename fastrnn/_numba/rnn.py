@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from .._config import jit, jit_stream
+from .tanh import tanh
 
 TANH, SIGMOID, RELU = 0, 1, 2
 CELLS = {"tanh": TANH, "sigmoid": SIGMOID, "relu": RELU}
@@ -40,7 +41,7 @@ def _activate(act, a, s):
     for r in range(B):
         if act == TANH:
             for i in range(H):
-                s[r, i] = math.tanh(a[r, i])
+                s[r, i] = tanh(a[r, i])
         elif act == SIGMOID:
             for i in range(H):
                 s[r, i] = 1.0 / (1.0 + math.exp(-a[r, i]))

@@ -1,0 +1,268 @@
+"""One-run comparison: ``python -m fastrnn bench``.
+
+Measures a training step (forward, loss, BPTT) of fastrnn's backends, of a
+min-char-rnn-style NumPy loop and of PyTorch's CPU ``nn.RNN`` + ``nn.Linear`` +
+cross-entropy on the same inputs, and this machine's GEMM peak, each system in its own
+process (on a few cores the thread pools of different libraries disturb each other).
+Every process warms up first (compilation is never timed) and reports the median of
+repeated runs; ratios are taken between figures of the same run.
+
+FLOPs are counted as forward 2 T B H (D + H + O) and backward twice that.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SIZES = {
+    "S": dict(T=25, B=1, D=65, H=100, O=65, dtype="float64", tokens=True),
+    "M": dict(T=100, B=32, D=64, H=256, O=64, dtype="float32", tokens=False),
+    "L": dict(T=50, B=128, D=256, H=1024, O=256, dtype="float32", tokens=False),
+}
+SYSTEMS = ("numba", "reference", "numpy-loop", "torch")
+STEP_SIZE = dict(B=1, D=8, H=64, O=8, dtype="float32")
+
+
+def training_flops(T, B, D, H, O, **_) -> float:
+    return 3 * 2 * T * B * H * (D + H + O)
+
+
+def _problem(T, B, D, H, O, dtype, tokens, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, D, size=(T, B)) if tokens else \
+        rng.standard_normal((T, B, D)).astype(dtype)
+    y = rng.integers(0, O, size=(T, B))
+    return x, y
+
+
+def _median_ms(fn, budget=2.0, min_runs=5, max_runs=200) -> float:
+    """Median wall time of fn() in ms, after warm-up, within about ``budget`` seconds."""
+    for _ in range(3):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < budget
+                                    and len(times) < max_runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def _fastrnn_step(backend, size):
+    import fastrnn
+
+    x, y = _problem(**size)
+    params = fastrnn.init_params(size["D"], size["H"], size["O"], dtype=size["dtype"],
+                                 seed=0)
+    return lambda: fastrnn.loss_and_grad(params, x, y, backend=backend)
+
+
+def _numpy_loop_step(size):
+    """min-char-rnn's lossFun: column vectors, one sequence, a Python loop per step."""
+    T, D, H, O = size["T"], size["D"], size["H"], size["O"]
+    if size["B"] != 1 or not size["tokens"]:
+        raise NotImplementedError("the min-char-rnn loop takes one sequence of token ids")
+    x, y = _problem(**size)
+    inputs, targets = x[:, 0], y[:, 0]
+    rng = np.random.default_rng(0)
+    Wxh, Whh = rng.standard_normal((H, D)) * 0.01, rng.standard_normal((H, H)) * 0.01
+    Why = rng.standard_normal((O, H)) * 0.01
+    bh, by = np.zeros((H, 1)), np.zeros((O, 1))
+
+    def loss_fun():
+        xs, hs, ps = {}, {-1: np.zeros((H, 1))}, {}
+        loss = 0.0
+        for t in range(T):
+            xs[t] = np.zeros((D, 1))
+            xs[t][inputs[t]] = 1
+            hs[t] = np.tanh(Wxh @ xs[t] + Whh @ hs[t - 1] + bh)
+            ys = Why @ hs[t] + by
+            ps[t] = np.exp(ys - ys.max()) / np.exp(ys - ys.max()).sum()
+            loss += -np.log(ps[t][targets[t], 0])
+        dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+        dbh, dby, dhnext = np.zeros_like(bh), np.zeros_like(by), np.zeros_like(bh)
+        for t in reversed(range(T)):
+            dy = ps[t].copy()
+            dy[targets[t]] -= 1
+            dWhy += dy @ hs[t].T
+            dby += dy
+            dh = Why.T @ dy + dhnext
+            dhraw = (1 - hs[t] * hs[t]) * dh
+            dbh += dhraw
+            dWxh += dhraw @ xs[t].T
+            dWhh += dhraw @ hs[t - 1].T
+            dhnext = Whh.T @ dhraw
+        return loss, dWxh, dWhh, dWhy, dbh, dby
+
+    return loss_fun
+
+
+def _torch_step(size):
+    import torch
+
+    torch.manual_seed(0)
+    dtype = getattr(torch, size["dtype"])
+    D, H, O = size["D"], size["H"], size["O"]
+    rnn = torch.nn.RNN(D, H, dtype=dtype)
+    linear = torch.nn.Linear(H, O, dtype=dtype)
+    x, y = _problem(**size)
+    xt = torch.nn.functional.one_hot(torch.from_numpy(x), D).to(dtype) if size["tokens"] \
+        else torch.from_numpy(x)
+    yt = torch.from_numpy(y).reshape(-1)
+
+    def step():
+        rnn.zero_grad(set_to_none=False)
+        linear.zero_grad(set_to_none=False)
+        out, _ = rnn(xt)
+        loss = torch.nn.functional.cross_entropy(linear(out).reshape(-1, O), yt,
+                                                 reduction="sum")
+        loss.backward()
+        return loss
+
+    return step
+
+
+def _gemm_peak(dtype, n=2048) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    b = a.copy()
+    c = np.empty_like(a)
+    ms = _median_ms(lambda: np.matmul(a, b, out=c), budget=2.0)
+    return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
+def _stream_step_us(backend):
+    import fastrnn
+
+    s = STEP_SIZE
+    params = fastrnn.init_params(s["D"], s["H"], s["O"], dtype=s["dtype"], seed=0)
+    x = np.ones((s["B"], s["D"]), dtype=s["dtype"])
+    h = np.zeros((s["B"], s["H"]), dtype=s["dtype"])
+    o = np.zeros((s["B"], s["O"]), dtype=s["dtype"])
+    stream = fastrnn.Stream(params, batch_size=s["B"], backend=backend)
+    out = (o, h)
+    n = 20000
+    results = {}
+    for name, fn in (("step", lambda: fastrnn.step(params, x, h, out=out, backend=backend)),
+                     ("Stream", lambda: stream(x))):
+        for _ in range(1000):
+            fn()
+        runs = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            runs.append((time.perf_counter() - t0) / n)
+        results[name] = 1e6 * statistics.median(runs)
+    return results
+
+
+def _torch_cell_step_us():
+    import torch
+
+    s = STEP_SIZE
+    cell = torch.nn.RNNCell(s["D"], s["H"], dtype=getattr(torch, s["dtype"]))
+    x = torch.ones(s["B"], s["D"], dtype=cell.weight_ih.dtype)
+    h = torch.zeros(s["B"], s["H"], dtype=cell.weight_ih.dtype)
+    with torch.inference_mode():
+        return 1e3 * _median_ms(lambda: cell(x, h), budget=1.0, max_runs=20000)
+
+
+def worker(job: str) -> dict:
+    """Run one measurement in this process and return it."""
+    kind, _, arg = job.partition(":")
+    if kind == "peak":
+        return {"gflops": _gemm_peak(np.dtype(arg))}
+    if kind == "stream":
+        return _stream_step_us(arg) if arg != "torch" else {"RNNCell": _torch_cell_step_us()}
+    system, size = kind, SIZES[arg]
+    if system == "torch":
+        fn = _torch_step(size)
+    elif system == "numpy-loop":
+        fn = _numpy_loop_step(size)
+    else:
+        fn = _fastrnn_step(system, size)
+    budget = 1.0 if system in ("reference", "numpy-loop") else 3.0
+    return {"ms": _median_ms(fn, budget=budget, min_runs=3)}
+
+
+def _run_in_subprocess(job: str) -> dict | None:
+    proc = subprocess.run([sys.executable, "-m", "fastrnn.bench", job], capture_output=True,
+                          text=True, env=dict(os.environ))
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"error": last}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, out=sys.stdout) -> dict:
+    """Measure everything, print a table, return the figures."""
+    import fastrnn
+
+    systems = [s for s in systems if s in ("reference", "numpy-loop", "torch")
+               or s in fastrnn.available_backends()]
+    if "torch" in systems and not _have("torch"):
+        print("PyTorch is not installed: skipping the PyTorch comparison "
+              "(pip install torch==2.13.0)", file=out)
+        systems.remove("torch")
+    peaks = {dt: _run_in_subprocess(f"peak:{dt}")["gflops"] for dt in ("float32", "float64")}
+    print(f"GEMM peak on this machine (numpy matmul 2048^2): float32 "
+          f"{peaks['float32']:.0f} GFLOP/s, float64 {peaks['float64']:.0f} GFLOP/s", file=out)
+    results = {"peak": peaks}
+    for name in sizes:
+        size = SIZES[name]
+        flops = training_flops(**size)
+        print(f"\n{name}: T={size['T']} B={size['B']} D={size['D']}"
+              f"{' ids' if size['tokens'] else ''} H={size['H']} O={size['O']} "
+              f"{size['dtype']}, loss_and_grad (forward + loss + BPTT)", file=out)
+        rows = {}
+        for system in systems:
+            if system in ("reference", "numpy-loop") and name == "L":
+                continue
+            r = _run_in_subprocess(f"{system}:{name}")
+            if "error" in r:
+                if "NotImplementedError" not in r["error"]:
+                    print(f"  {system:12s} failed: {r['error']}", file=out)
+                continue
+            rows[system] = r["ms"]
+        base = rows.get("numba")
+        for system, ms in rows.items():
+            gflops = flops / (ms * 1e-3) / 1e9
+            line = (f"  {system:12s} {ms:10.3f} ms {gflops:8.1f} GFLOP/s "
+                    f"{100 * gflops / peaks[size['dtype']]:5.1f}% of peak")
+            if base is not None and system != "numba":
+                line += f"   numba is {ms / base:6.2f}x faster"
+            print(line, file=out)
+        results[name] = rows
+    if stream:
+        s = STEP_SIZE
+        print(f"\nstreaming step B={s['B']} D={s['D']} H={s['H']} {s['dtype']} "
+              f"(per call from Python)", file=out)
+        figures = {}
+        for system in [x for x in systems if x not in ("numpy-loop",)]:
+            r = _run_in_subprocess(f"stream:{system}")
+            if "error" in r:
+                print(f"  {system:12s} failed: {r['error']}", file=out)
+                continue
+            for how, us in r.items():
+                label = f"{system} {how}" if system != "torch" else "torch RNNCell"
+                figures[label] = us
+                print(f"  {label:24s} {us:8.2f} us", file=out)
+        results["stream"] = figures
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(worker(sys.argv[1])))
