@@ -33,56 +33,68 @@ CROSS_ENTROPY, MSE = 0, 1
 
 
 # ------------------------------------------------------------------ elementwise pieces
+# Inner loops run over 1-D views: LLVM vectorises those, not loops that index 2-D arrays.
+
+@jit
+def _flat(a):
+    return a.reshape(a.size)
+
 
 @jit
 def _activate(act, a, s):
-    """s = f(a); a, s (B, H)."""
-    B, H = a.shape
-    for r in range(B):
-        if act == TANH:
-            for i in range(H):
-                s[r, i] = tanh(a[r, i])
-        elif act == SIGMOID:
-            for i in range(H):
-                s[r, i] = 1.0 / (1.0 + math.exp(-a[r, i]))
-        else:
-            for i in range(H):
-                s[r, i] = max(a[r, i], 0.0)
+    """s = f(a), elementwise over arrays of one shape."""
+    a, s = _flat(a), _flat(s)
+    if act == TANH:
+        for i in range(a.size):
+            s[i] = tanh(a[i])
+    elif act == SIGMOID:
+        for i in range(a.size):
+            s[i] = 1.0 / (1.0 + math.exp(-a[i]))
+    else:
+        for i in range(a.size):
+            s[i] = max(a[i], 0.0)
 
 
 @jit
 def _delta(act, a, s, kappa, da):
-    """da = f'(a) * kappa, with f' written through s = f(a); all (B, H)."""
-    B, H = a.shape
-    for r in range(B):
-        if act == TANH:
-            for i in range(H):
-                da[r, i] = (1.0 - s[r, i] * s[r, i]) * kappa[r, i]
-        elif act == SIGMOID:
-            for i in range(H):
-                da[r, i] = s[r, i] * (1.0 - s[r, i]) * kappa[r, i]
-        else:
-            for i in range(H):
-                da[r, i] = kappa[r, i] if a[r, i] > 0.0 else 0.0
+    """da = f'(a) * kappa, with f' written through s = f(a); arrays of one shape."""
+    a, s, kappa, da = _flat(a), _flat(s), _flat(kappa), _flat(da)
+    if act == TANH:
+        for i in range(a.size):
+            da[i] = (1.0 - s[i] * s[i]) * kappa[i]
+    elif act == SIGMOID:
+        for i in range(a.size):
+            da[i] = s[i] * (1.0 - s[i]) * kappa[i]
+    else:
+        for i in range(a.size):
+            da[i] = kappa[i] if a[i] > 0.0 else 0.0
+
+
+@jit
+def _add(a, b):
+    """a += b, elementwise over arrays of one shape."""
+    a, b = _flat(a), _flat(b)
+    for i in range(a.size):
+        a[i] += b[i]
 
 
 @jit
 def _add_rows(M, v):
     """M[r] += v for every row; M (N, K), v (K,)."""
-    N, K = M.shape
-    for r in range(N):
-        for k in range(K):
-            M[r, k] += v[k]
+    for r in range(M.shape[0]):
+        row = M[r]
+        for k in range(v.size):
+            row[k] += v[k]
 
 
 @jit
 def _sum_rows(M, v):
     """v = sum_r M[r]; M (N, K), v (K,)."""
     v[:] = 0.0
-    N, K = M.shape
-    for r in range(N):
-        for k in range(K):
-            v[k] += M[r, k]
+    for r in range(M.shape[0]):
+        row = M[r]
+        for k in range(v.size):
+            v[k] += row[k]
 
 
 @jit
@@ -96,19 +108,26 @@ def _transpose(M, MT):
 
 @jit
 def _add_matvec_rows(M, rows, out):
-    """out[r] += sum_k rows[r, k] M[k] for every r: out += rows @ M, looping.
+    """out[r] += sum_n rows[r, n] M[n] for every r: out += rows @ M, looping.
 
     rows (B, N), M (N, K), out (B, K). Each term adds a contiguous row of M, so the inner
-    loop is a vectorisable axpy with no reduction.
+    loop is a vectorisable axpy with no reduction; four rows of M are added per pass over
+    out[r], which quarters the loads and stores of out[r].
     """
     B, N = rows.shape
     K = M.shape[1]
+    N4 = N - N % 4
     for r in range(B):
-        for n in range(N):
-            coef = rows[r, n]
-            if coef != 0.0:
-                for k in range(K):
-                    out[r, k] += coef * M[n, k]
+        o, x = out[r], rows[r]
+        for n in range(0, N4, 4):
+            c0, c1, c2, c3 = x[n], x[n + 1], x[n + 2], x[n + 3]
+            m0, m1, m2, m3 = M[n], M[n + 1], M[n + 2], M[n + 3]
+            for k in range(K):
+                o[k] += c0 * m0[k] + c1 * m1[k] + c2 * m2[k] + c3 * m3[k]
+        for n in range(N4, N):
+            c, m = x[n], M[n]
+            for k in range(K):
+                o[k] += c * m[k]
 
 
 # ------------------------------------------------------------------------- forward
@@ -123,7 +142,7 @@ def _recurrence(act, W, WT, h0, a, s, blas):
     for t in range(T):
         if blas:
             np.dot(s[t], W.T, s[t + 1])          # s[t + 1] is free until f writes it
-            a[t] += s[t + 1]
+            _add(a[t], s[t + 1])
         else:
             _add_matvec_rows(WT, s[t], a[t])
         _activate(act, a[t], s[t + 1])
@@ -158,9 +177,9 @@ def forward_ids(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
     H = W.shape[0]
     for t in range(T):
         for r in range(B):
-            col = x[t, r]
+            row, col = a[t, r], x[t, r]
             for i in range(H):
-                a[t, r, i] = b[i] + U[i, col]
+                row[i] = b[i] + U[i, col]
     _recurrence(act, W, WT, h0, a, s, blas)
     _output(V, c, s, o)
 
@@ -177,34 +196,33 @@ def cross_entropy(o, y, scale, do):
     total = 0.0
     for t in range(T):
         for r in range(B):
-            m = o[t, r, 0]
+            logits, grad = o[t, r], do[t, r]
+            m = logits[0]
             for k in range(1, O):
-                m = max(m, o[t, r, k])
+                m = max(m, logits[k])
             z = 0.0
             for k in range(O):
-                e = math.exp(o[t, r, k] - m)
-                do[t, r, k] = e
+                e = math.exp(logits[k] - m)
+                grad[k] = e
                 z += e
-            log_z = m + math.log(z)
-            total += log_z - o[t, r, y[t, r]]
+            target = y[t, r]
+            total += m + math.log(z) - logits[target]
             inv = scale / z
             for k in range(O):
-                do[t, r, k] *= inv
-            do[t, r, y[t, r]] -= scale
+                grad[k] *= inv
+            grad[target] -= scale
     return total * scale
 
 
 @jit
 def squared_error(o, y, scale, do):
     """L = scale * sum ||o_t - y_t||^2 and dL/do = 2 scale (o - y); o, y, do (T, B, O)."""
-    T, B, O = o.shape
+    o, y, do = _flat(o), _flat(y), _flat(do)
     total = 0.0
-    for t in range(T):
-        for r in range(B):
-            for k in range(O):
-                diff = o[t, r, k] - y[t, r, k]
-                total += diff * diff
-                do[t, r, k] = 2.0 * scale * diff
+    for i in range(o.size):
+        diff = o[i] - y[i]
+        total += diff * diff
+        do[i] = 2.0 * scale * diff
     return total * scale
 
 
@@ -221,7 +239,7 @@ def _bptt(act, W, a, s, kappa, da, dh0, blas):
         if t < T - 1:
             if blas:
                 np.dot(da[t + 1], W, da[t])      # da[t] is free until the delta writes it
-                kappa[t] += da[t]
+                _add(kappa[t], da[t])
             else:
                 _add_matvec_rows(W, da[t + 1], kappa[t])
         _delta(act, a[t], s[t + 1], kappa[t], da[t])
