@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .._config import jit, jit_stream
-from .tanh import tanh
+from .vecmath import exp, sigmoid, tanh
 
 TANH, SIGMOID, RELU = 0, 1, 2
 CELLS = {"tanh": TANH, "sigmoid": SIGMOID, "relu": RELU}
@@ -49,7 +49,7 @@ def _activate(act, a, s):
             s[i] = tanh(a[i])
     elif act == SIGMOID:
         for i in range(a.size):
-            s[i] = 1.0 / (1.0 + math.exp(-a[i]))
+            s[i] = sigmoid(a[i])
     else:
         for i in range(a.size):
             s[i] = max(a[i], 0.0)
@@ -187,6 +187,34 @@ def forward_ids(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
 # --------------------------------------------------------------------------- losses
 
 @jit
+def _max(v):
+    """max(v) over a 1-D array, with four running maxima to hide the latency."""
+    m0 = m1 = m2 = m3 = v[0]
+    n4 = v.size - v.size % 4
+    for k in range(0, n4, 4):
+        m0, m1 = max(m0, v[k]), max(m1, v[k + 1])
+        m2, m3 = max(m2, v[k + 2]), max(m3, v[k + 3])
+    for k in range(n4, v.size):
+        m0 = max(m0, v[k])
+    return max(max(m0, m1), max(m2, m3))
+
+
+@jit
+def _sum(v):
+    """sum(v) in float64 over a 1-D array, in four running sums to hide the latency."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = v.size - v.size % 4
+    for k in range(0, n4, 4):
+        s0 += v[k]
+        s1 += v[k + 1]
+        s2 += v[k + 2]
+        s3 += v[k + 3]
+    for k in range(n4, v.size):
+        s0 += v[k]
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit
 def cross_entropy(o, y, scale, do):
     """Fused log-softmax, cross-entropy and dL/do = scale * (p - onehot(y)).
 
@@ -197,14 +225,10 @@ def cross_entropy(o, y, scale, do):
     for t in range(T):
         for r in range(B):
             logits, grad = o[t, r], do[t, r]
-            m = logits[0]
-            for k in range(1, O):
-                m = max(m, logits[k])
-            z = 0.0
+            m = _max(logits)
             for k in range(O):
-                e = math.exp(logits[k] - m)
-                grad[k] = e
-                z += e
+                grad[k] = exp(logits[k] - m)
+            z = _sum(grad)
             target = y[t, r]
             total += m + math.log(z) - logits[target]
             inv = scale / z
