@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from ._numba.rnn import min_max
 from .params import Params
 
 LOSSES = ("cross_entropy", "mse")
@@ -44,11 +45,27 @@ def check_finite(a: np.ndarray, argument: str) -> None:
                          f"{tuple(int(i) for i in bad)}")
 
 
-def check_params(params) -> Params:
+def check_params(params, *, finite=True) -> Params:
+    """A Params object; with ``finite``, also that every parameter is finite.
+
+    ``loss_and_grad`` passes finite=False and checks the loss instead, which is
+    non-finite whenever a parameter that takes part is (see ``check_loss``).
+    """
     if not isinstance(params, Params):
         raise TypeError(f"params: expected fastrnn.Params, got {type(params).__name__}")
-    check_finite(params.data, "params")
+    if finite:
+        check_finite(params.data, "params")
     return params
+
+
+def check_loss(value: float, params: Params) -> float:
+    """A finite loss, or an error that says why it is not."""
+    if not math.isfinite(value):
+        check_finite(params.data, "params")
+        raise FloatingPointError(
+            f"loss: the loss is {value} with finite params and inputs; the outputs "
+            f"overflowed (weights too large: lower the learning rate or clip gradients)")
+    return value
 
 
 def check_choice(value, choices, argument: str) -> str:
@@ -70,7 +87,7 @@ def _float_block(params: Params, a: np.ndarray, argument: str) -> np.ndarray:
 
 
 def _token_ids(a: np.ndarray, size: int, argument: str, what: str) -> np.ndarray:
-    lo, hi = int(a.min()), int(a.max())
+    lo, hi = min_max(np.ascontiguousarray(a))
     if lo < 0 or hi >= size:
         bad = lo if lo < 0 else hi
         raise ValueError(f"{argument}: expected {what} in [0, {size}), got {bad}")

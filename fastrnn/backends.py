@@ -5,6 +5,7 @@ first; "auto" resolves to the first one that imports, unless FASTRNN_BACKEND nam
 """
 from __future__ import annotations
 
+import functools
 import importlib
 
 from . import _config
@@ -30,12 +31,17 @@ def available_backends() -> tuple[str, ...]:
     return tuple(name for name in _MODULES if _load(name) is not None)
 
 
+@functools.cache
+def _fastest() -> str:
+    return available_backends()[0]
+
+
 def resolve(backend: str = "auto") -> str:
     """The concrete backend name that ``backend`` stands for."""
     if backend == "auto":
         override = _config.backend_override()
         if override is None:
-            return available_backends()[0]
+            return _fastest()
         backend, source = override, "FASTRNN_BACKEND"
     else:
         source = "backend"

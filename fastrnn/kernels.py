@@ -123,6 +123,8 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     Returns
     -------
     loss : float
+        Always finite: a non-finite loss raises ValueError naming ``params`` when a
+        parameter is NaN or infinite, and FloatingPointError when the outputs overflowed.
     grads : Grads
         dL/dU, dL/dW, dL/db, dL/dV, dL/dc as views of ``grads.data``, and ``grads.h0``
         = dL/dh0 (B, H). Unless ``grads`` was passed, these belong to the workspace and
@@ -131,7 +133,7 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
         The final state s_T, a view into the workspace (overwritten by the next call;
         passing it back as ``h0`` is safe).
     """
-    params = _checks.check_params(params)
+    params = _checks.check_params(params, finite=False)
     kernels = backends.get(backend)
     _checks.check_choice(loss, _checks.LOSSES, "loss")
     _checks.check_choice(reduction, _checks.REDUCTIONS, "reduction")
@@ -142,7 +144,7 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     ws = _check_workspace(workspace, params, T, B)
     grads = _check_grads(grads, params, B) or ws.grads
     _run_forward(kernels, params, x, h0, ws)
-    value = kernels.loss(loss, reduction, y, ws)
+    value = _checks.check_loss(kernels.loss(loss, reduction, y, ws), params)
     kernels.backward(params, x, ws, grads)
     return value, grads, ws.s[T]
 

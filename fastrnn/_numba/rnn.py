@@ -360,7 +360,18 @@ def step_ids(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
     _step_finish(act, W, V, c, h, a, o_out, h_out)
 
 
-# -------------------------------------------------------------------------- update
+# ------------------------------------------------------------------------ utilities
+
+@jit
+def min_max(x):
+    """(min, max) of an integer array in one pass; x non-empty."""
+    x = _flat(x)
+    lo = hi = x[0]
+    for i in range(1, x.size):
+        lo = min(lo, x[i])
+        hi = max(hi, x[i])
+    return lo, hi
+
 
 @jit
 def axpy(alpha, x, y):
