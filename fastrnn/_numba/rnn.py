@@ -71,6 +71,14 @@ def _delta(act, a, s, kappa, da):
 
 
 @jit
+def _copy(src, dst):
+    """dst = src elementwise; a loop, so that src may be dst itself (no temporary)."""
+    src, dst = _flat(src), _flat(dst)
+    for i in range(src.size):
+        dst[i] = src[i]
+
+
+@jit
 def _add(a, b):
     """a += b, elementwise over arrays of one shape."""
     a, b = _flat(a), _flat(b)
@@ -136,7 +144,7 @@ def _add_matvec_rows(M, rows, out):
 def _recurrence(act, W, WT, h0, a, s, blas):
     """for t: a_t += W s_{t-1}; s_t = f(a_t).  a (T, B, H) holds b + U x_t on entry."""
     T = a.shape[0]
-    s[0] = h0
+    _copy(h0, s[0])                              # h0 may be s[0] or s[T] of this workspace
     if not blas:
         _transpose(W, WT)
     for t in range(T):
