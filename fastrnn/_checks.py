@@ -35,7 +35,9 @@ def all_finite(a: np.ndarray) -> bool:
     The sum of finite numbers is finite unless it overflows; only then is the exact,
     allocating test needed.
     """
-    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = a.sum()
+    return bool(np.isfinite(total)) or bool(np.isfinite(a).all())
 
 
 def check_finite(a: np.ndarray, argument: str) -> None:
@@ -98,23 +100,24 @@ def _is_int(a: np.ndarray) -> bool:
     return a.dtype.kind in "iu"
 
 
-def check_x(params: Params, x) -> np.ndarray:
+def check_x(params: Params, x, argument: str = "x") -> np.ndarray:
     """x: (T, B, D) floats, or (T, B) integer token ids in [0, D)."""
-    x = _as_array(x, "x")
+    x = _as_array(x, argument)
     D = params.input_size
     if _is_int(x):
         if x.ndim != 2:
-            raise ValueError(f"x: token ids must have shape (T, B), got shape {x.shape}")
+            raise ValueError(f"{argument}: token ids must have shape (T, B), got shape "
+                             f"{x.shape}")
     elif x.ndim != 3 or x.shape[2] != D:
-        raise ValueError(f"x: expected shape (T, B, {D}) with D = {D} the params' input "
-                         f"size, or integer token ids of shape (T, B); got shape {x.shape} "
-                         f"of dtype {x.dtype.name}")
+        raise ValueError(f"{argument}: expected shape (T, B, {D}) with D = {D} the params' "
+                         f"input size, or integer token ids of shape (T, B); got shape "
+                         f"{x.shape} of dtype {x.dtype.name}")
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"x: expected at least one time step and one sequence "
+        raise ValueError(f"{argument}: expected at least one time step and one sequence "
                          f"(T >= 1, B >= 1), got shape {x.shape}")
     if _is_int(x):
-        return _token_ids(x, D, "x", "token ids")
-    return _float_block(params, x, "x")
+        return _token_ids(x, D, argument, "token ids")
+    return _float_block(params, x, argument)
 
 
 def check_state(params: Params, h, B: int, argument: str = "h0"):

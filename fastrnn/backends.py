@@ -1,7 +1,25 @@
 """Registry of the backends that implement the kernel contract.
 
-The contract is documented in ``fastrnn.reference.kernels``. Backends are listed fastest
-first; "auto" resolves to the first one that imports, unless FASTRNN_BACKEND names one.
+Backends are listed fastest first; "auto" resolves to the first one that imports, unless
+FASTRNN_BACKEND names one.
+
+The kernel contract
+-------------------
+Every backend module provides these four functions over prepared arrays (validated,
+C-contiguous, of the params' dtype; token ids as int64). Legend: T time, B batch,
+D input, H hidden, O output.
+
+forward(params, x, h0, ws)
+    x (T, B, D) or ids (T, B); h0 (B, H). Fills ws.a, ws.s (ws.s[0] = h0) and ws.o.
+loss(kind, reduction, y, ws) -> float
+    y ids (T, B) for "cross_entropy", (T, B, O) for "mse". Reads ws.o, fills ws.do.
+backward(params, x, ws, grads)
+    Reads ws.a, ws.s, ws.do; fills ws.kappa, ws.da, grads.data and grads.h0.
+step(params, x_t, h, a, o_out, h_out) -> status
+    One step of online inference: x_t (B, D) or ids (B,); h (B, H); a (B, H) scratch.
+    Writes the new state s_t into h_out (B, H) and o_t into o_out (B, O). h_out may be h.
+    Returns STEP_OK (0); STEP_BAD_INPUT (1) when x_t is not finite, having written
+    nothing; STEP_BAD_OUTPUT (2) when o_t is not finite.
 """
 from __future__ import annotations
 
@@ -15,6 +33,8 @@ _MODULES = {
     "reference": "fastrnn.reference.kernels",
 }
 _loaded: dict = {}
+
+STEP_OK, STEP_BAD_INPUT, STEP_BAD_OUTPUT = 0, 1, 2
 
 
 def _load(name: str):

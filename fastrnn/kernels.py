@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _checks, backends
 from ._numba.rnn import axpy
+from .backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT
 from .params import Grads, Params
 from .workspace import Workspace
 
@@ -172,14 +173,32 @@ def _describe(a) -> str:
 
 
 def _check_step_input(params: Params, x_t) -> np.ndarray:
-    """x_t: one token id, (B,) token ids or a (B, D) block; returned as a batch."""
+    """x_t: one token id, (B,) token ids or a (B, D) block; returned as a batch.
+
+    Finiteness is left to the kernel, which reports it (see ``_check_step_status``).
+    """
     x_t = np.asarray(x_t)
+    D = params.input_size
     if x_t.dtype.kind in "iu" and x_t.ndim <= 1:
-        return _checks.check_x(params, x_t.reshape(1, -1))[0]
-    if x_t.dtype.kind == "f" and x_t.ndim != 2:
-        raise ValueError(f"x_t: expected shape (B, {params.input_size}), one token id or "
-                         f"(B,) token ids, got shape {x_t.shape}")
-    return _checks.check_x(params, x_t[None])[0]
+        return _checks.check_x(params, x_t.reshape(1, -1), "x_t")[0]
+    if x_t.dtype.kind != "f" or x_t.ndim != 2 or x_t.shape[1] != D or x_t.shape[0] == 0:
+        raise ValueError(f"x_t: expected a (B, {D}) block of {params.dtype.name}, one token "
+                         f"id or (B,) token ids, got {_describe(x_t)}")
+    if x_t.dtype != params.dtype:
+        raise TypeError(f"x_t: expected dtype {params.dtype.name} (the params' dtype), got "
+                        f"{x_t.dtype.name}")
+    return np.ascontiguousarray(x_t)
+
+
+def _check_step_status(status: int, params: Params, h) -> None:
+    """Turn a kernel's step status into the error it stands for."""
+    if status == STEP_BAD_INPUT:
+        raise ValueError("x_t: expected finite values, got NaN or Inf")
+    if status == STEP_BAD_OUTPUT:
+        _checks.check_finite(params.data, "params")
+        _checks.check_finite(h, "h")
+        raise FloatingPointError("o_t: the output overflowed with finite params, state and "
+                                 "input (weights too large)")
 
 
 def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
@@ -192,15 +211,19 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     h : ndarray (B, H), optional
         The state s_{t-1}; zeros when omitted.
     out : (o_out, h_out), optional
-        Buffers of shapes (B, O) and (B, H) to write o_t and s_t into; with them the call
-        allocates nothing. ``h_out`` may be ``h`` itself, to update the state in place.
+        Buffers of shapes (B, O) and (B, H) to write o_t and s_t into; with them, and x_t
+        given as an array, the call allocates nothing. ``h_out`` may be ``h`` itself, to
+        update the state in place.
+    backend : str
 
     Returns
     -------
     (o_t, h_t) : ndarray (B, O), ndarray (B, H)
         The output o_t = c + V s_t and the new state s_t (``out`` when given).
+
+    For a loop over many steps, ``Stream`` makes these checks once.
     """
-    params = _checks.check_params(params)
+    params = _checks.check_params(params, finite=False)
     kernels = backends.get(backend)
     x_t = _check_step_input(params, x_t)
     B = x_t.shape[0]
@@ -209,7 +232,8 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     else:
         h = _checks.check_state(params, h, B, "h")
     o_out, h_out = _check_step_out(out, params, B)
-    kernels.step(params, x_t, h, get_workspace(params, 1, B).a[0], o_out, h_out)
+    scratch = get_workspace(params, 1, B).a[0]
+    _check_step_status(kernels.step(params, x_t, h, scratch, o_out, h_out), params, h)
     return o_out, h_out
 
 
@@ -217,23 +241,24 @@ class Stream:
     """Streaming inference with the state kept: ``o_t = stream(x_t)``.
 
     The checks that ``step`` makes on every call (params, buffers, backend) are made
-    once here, so a call costs little more than the compiled step itself. Each call
-    still checks x_t. The returned o_t (B, O) and ``state`` (B, H) are buffers that the
-    next call overwrites. The Stream reads ``params`` at every call, so it sees updates
-    made to them in place.
+    once here, so that a call costs little more than the compiled step. Each call still
+    checks x_t, and the kernel reports a non-finite input or output. The returned o_t
+    (B, O) and ``state`` (B, H) are buffers that the next call overwrites. The Stream
+    reads ``params`` at every call, so it sees updates made to them in place.
     """
 
     def __init__(self, params: Params, batch_size: int = 1, h0=None, *, backend="auto"):
         self.params = _checks.check_params(params)
-        self._kernels = backends.get(backend)
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        self._step = backends.get(backend).step
+        if isinstance(batch_size, (bool, np.bool_)) or \
+                not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         B = self.batch_size = int(batch_size)
         self.state = np.zeros((B, params.hidden_size), dtype=params.dtype)
         self.output = np.zeros((B, params.output_size), dtype=params.dtype)
         self._scratch = np.zeros((B, params.hidden_size), dtype=params.dtype)
-        self._ids = np.zeros(B, dtype=np.int64)
-        self._dense_shape = (B, params.input_size)
+        self._id = np.zeros(1, dtype=np.int64)
+        self._dense = ((B, params.input_size), params.dtype)
         self.reset(h0)
 
     def reset(self, h0=None) -> None:
@@ -243,19 +268,19 @@ class Stream:
 
     def __call__(self, x_t) -> np.ndarray:
         """Advance by one step. x_t: a token id (B = 1), (B,) ids, or a (B, D) block."""
-        if isinstance(x_t, (int, np.integer)) and self.batch_size == 1 \
-                and 0 <= x_t < self.params.input_size:
-            self._ids[0] = x_t
-            x_t = self._ids
-        elif not (isinstance(x_t, np.ndarray) and x_t.shape == self._dense_shape
-                  and x_t.dtype == self.params.dtype and x_t.flags.c_contiguous
-                  and np.isfinite(x_t.sum())):
+        if type(x_t) is int and self.batch_size == 1 and 0 <= x_t < self.params.input_size:
+            self._id[0] = x_t
+            x_t = self._id
+        elif not (type(x_t) is np.ndarray and (x_t.shape, x_t.dtype) == self._dense
+                  and x_t.flags.c_contiguous):
             x_t = _check_step_input(self.params, x_t)
             if x_t.shape[0] != self.batch_size:
                 raise ValueError(f"x_t: expected a batch of {self.batch_size} (the "
                                  f"stream's batch_size), got {x_t.shape[0]}")
-        self._kernels.step(self.params, x_t, self.state, self._scratch, self.output,
-                           self.state)
+        status = self._step(self.params, x_t, self.state, self._scratch, self.output,
+                            self.state)
+        if status:
+            _check_step_status(status, self.params, self.state)
         return self.output
 
 

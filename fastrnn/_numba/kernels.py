@@ -1,4 +1,4 @@
-"""The Numba backend behind the kernel contract (documented in fastrnn.reference.kernels).
+"""The Numba backend behind the kernel contract (documented in fastrnn.backends).
 
 The time loop multiplies a (B, H) block by W at every step. Through BLAS that costs a
 call of a few hundred nanoseconds plus the product; plain compiled loops have no call
@@ -35,5 +35,5 @@ def backward(params, x, ws, grads):
 
 def step(params, x_t, h, a, o_out, h_out):
     kernel = rnn.step_ids if x_t.ndim == 1 else rnn.step_dense
-    kernel(rnn.CELLS[params.cell], params.U, params.W, params.b, params.V, params.c, x_t, h,
-           a, o_out, h_out)
+    return kernel(rnn.CELLS[params.cell], params.U, params.W, params.b, params.V, params.c,
+                  x_t, h, a, o_out, h_out)

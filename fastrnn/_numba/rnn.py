@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from .._config import jit, jit_stream
+from ..backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
 from .vecmath import exp, sigmoid, tanh
 
 TANH, SIGMOID, RELU = 0, 1, 2
@@ -318,21 +319,35 @@ def backward_ids(act, W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0, bla
 
 # ----------------------------------------------------------------------- streaming
 # One step of online inference at small sizes is dominated by matrix-vector products
-# that are row dot products here. They are compiled with reassociation allowed (and
-# nothing else of fastmath), so that the reductions vectorise; no gradient and no
-# finiteness check is computed in these kernels.
+# that are row dot products here. ``_dot`` is compiled with reassociation allowed (and
+# nothing else of fastmath), so that the reduction vectorises; it computes no gradient.
+# The finiteness checks are compiled strictly, in ``_all_finite``.
+
 
 @jit_stream
 def _dot(u, v):
-    acc = 0.0
-    for k in range(u.size):
+    """u . v for 1-D arrays of one size >= 1, accumulated in their dtype."""
+    acc = u[0] * v[0]
+    for k in range(1, u.size):
         acc += u[k] * v[k]
     return acc
 
 
-@jit_stream
+@jit
+def _all_finite(a):
+    a = _flat(a)
+    for i in range(a.size):
+        if not math.isfinite(a[i]):
+            return False
+    return True
+
+
+@jit
 def _step_finish(act, W, V, c, h, a, o_out, h_out):
-    """a += W h; h_out = f(a); o_out = c + V h_out.  ``a`` is scratch: h_out may be h."""
+    """a += W h; h_out = f(a); o_out = c + V h_out.  ``a`` is scratch: h_out may be h.
+
+    Returns STEP_OK, or STEP_BAD_OUTPUT when o_out is not finite.
+    """
     B, H = h.shape
     O = V.shape[0]
     for r in range(B):
@@ -342,22 +357,26 @@ def _step_finish(act, W, V, c, h, a, o_out, h_out):
     for r in range(B):
         for k in range(O):
             o_out[r, k] = c[k] + _dot(V[k], h_out[r])
+    return STEP_OK if _all_finite(o_out) else STEP_BAD_OUTPUT
 
 
-@jit_stream
+@jit
 def step_dense(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
     """One step: a = b + U x_t + W h; h_out = f(a); o_out = c + V h_out.
 
-    x_t (B, D); h, a, h_out (B, H); o_out (B, O).
+    x_t (B, D); h, a, h_out (B, H); o_out (B, O). Returns STEP_OK, STEP_BAD_INPUT when
+    x_t is not finite (nothing is written), or STEP_BAD_OUTPUT.
     """
+    if not _all_finite(x_t):
+        return STEP_BAD_INPUT
     B, H = h.shape
     for r in range(B):
         for i in range(H):
             a[r, i] = b[i] + _dot(U[i], x_t[r])
-    _step_finish(act, W, V, c, h, a, o_out, h_out)
+    return _step_finish(act, W, V, c, h, a, o_out, h_out)
 
 
-@jit_stream
+@jit
 def step_ids(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
     """One step for token ids x_t (B,): a = b + U[:, x_t] + W h; see ``step_dense``."""
     B, H = h.shape
@@ -365,7 +384,7 @@ def step_ids(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
         col = x_t[r]
         for i in range(H):
             a[r, i] = b[i] + U[i, col]
-    _step_finish(act, W, V, c, h, a, o_out, h_out)
+    return _step_finish(act, W, V, c, h, a, o_out, h_out)
 
 
 # ------------------------------------------------------------------------ utilities

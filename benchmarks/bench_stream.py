@@ -1,0 +1,71 @@
+"""Streaming inference: the cost of one step called from Python.
+
+Legend: B batch, D input size, H hidden size, O output size. All benchmarks here use
+``fastrnn.bench.STEP_SIZE`` (B=1 D=8 H=64 O=8 float32) and a dense (B, D) input; the
+state carries over from call to call, as in a real stream.
+
+A call takes microseconds, so the samples are many (``repeat``): asv may time single
+calls when a benchmark has a ``setup``.
+"""
+import contextlib
+
+import fastrnn
+
+from .common import BACKENDS, check_backend, step_problem
+
+# (min samples, max samples, seconds): enough single-call samples for a stable median.
+MICRO_REPEAT = (50, 500, 5.0)
+
+
+class Stream:
+    """``fastrnn.Stream(params, batch_size=1)(x_t)`` and ``fastrnn.step(..., out=(o, h))``.
+
+    The Stream checks params, buffers and backend once, at construction; ``step``
+    checks them at every call and writes o_t (B, O) and s_t (B, H) into ``out``.
+    """
+
+    params = list(BACKENDS)
+    param_names = ("backend",)
+    repeat = MICRO_REPEAT
+
+    def setup(self, backend):
+        check_backend(backend)
+        self.rnn, self.x, self.h, o = step_problem()
+        self.out = (o, self.h)
+        self.stream = fastrnn.Stream(self.rnn, batch_size=1, backend=backend)
+        self.stream(self.x)
+        fastrnn.step(self.rnn, self.x, self.h, out=self.out, backend=backend)
+
+    def time_stream_call(self, backend):
+        self.stream(self.x)
+
+    def time_step_call(self, backend):
+        fastrnn.step(self.rnn, self.x, self.h, out=self.out, backend=backend)
+
+
+class TorchRNNCell:
+    """PyTorch's ``nn.RNNCell`` (tanh) at the same size, under ``torch.inference_mode()``.
+
+    Inference mode is entered in setup and left in teardown, so that the timed call is
+    the cell alone, as Stream's is. Skipped when torch is not installed.
+    """
+
+    repeat = MICRO_REPEAT
+
+    def setup(self):
+        self.context = contextlib.ExitStack()
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("torch is not installed") from None
+        self.context.enter_context(torch.inference_mode())
+        _, x, h, _ = step_problem()
+        self.x, self.h = torch.from_numpy(x), torch.from_numpy(h)
+        self.cell = torch.nn.RNNCell(x.shape[1], h.shape[1], dtype=self.x.dtype)
+        self.time_cell_call()
+
+    def teardown(self):
+        self.context.close()
+
+    def time_cell_call(self):
+        self.h = self.cell(self.x, self.h)
