@@ -129,3 +129,13 @@ def test_backend_override_from_environment(monkeypatch):
     kwargs = problem()
     with pytest.raises(ValueError, match=r"^FASTRNN_BACKEND: "):
         fastrnn.loss_and_grad(**kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_overflowing_loss_is_an_error_not_a_nan(backend):
+    params, x, y, h0 = make_problem(T=3, B=2, D=D, H=H, O=O)
+    params.b[:] = 100.0                     # s_t = 1
+    params.V[:] = 1.7e308
+    params.c[:] = 1.7e308                   # o_t overflows to inf
+    with pytest.raises(FloatingPointError, match=r"^loss: "):
+        fastrnn.loss_and_grad(params, x, y, h0, backend=backend)
