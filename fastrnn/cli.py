@@ -1,87 +1,242 @@
-"""Command line: ``python -m fastrnn``.
+"""Command line: ``python -m fastrnn COMMAND``.
 
-demo   trains a small character model on a built-in text and prints the loss falling.
-bench  measures fastrnn's backends, a NumPy loop and PyTorch, each in its own process.
+train   trains a character language model (default corpus: the Python standard
+        library's sources, read from this interpreter; nothing to download)
+sample  generates text from a checkpoint
+bench   compares fastrnn's backends, a NumPy loop and PyTorch, one process each
+info    version, backends, threads and the Numba cache
 """
 from __future__ import annotations
 
 import argparse
-import codecs
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from . import __version__, available_backends, init_params, loss_and_grad, sgd_step
+from . import __version__, available_backends, data, optim
+from .model import RNN, NonFiniteError
 
 
-def _builtin_text() -> str:
-    """The Zen of Python, which every interpreter carries (rot13-encoded in ``this``)."""
-    import contextlib
-    import io
-    with contextlib.redirect_stdout(io.StringIO()):
-        import this
-    return codecs.decode(this.s, "rot13")
+def _unigram_entropy(ids: np.ndarray, size: int) -> float:
+    """Entropy in nats of the character frequencies: the loss of a model without context."""
+    p = np.bincount(ids, minlength=size) / ids.size
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
 
 
-def demo(args) -> int:
-    text = _builtin_text()
-    chars = sorted(set(text))
-    ids = np.array([chars.index(ch) for ch in text], dtype=np.int64)
-    V = len(chars)
-    counts = np.bincount(ids, minlength=V) / ids.size
-    unigram = -(counts * np.log(counts)).sum()
-    params = init_params(V, args.hidden, V, seed=args.seed)
-    T = args.window
-    rng = np.random.default_rng(args.seed)
-    print(f"fastrnn {__version__} demo: {len(text)} characters of the Zen of Python, "
-          f"vocabulary {V}, H={args.hidden}, T={T}, B={args.batch}, backend "
+def _evaluate(model: RNN, x, y, window: int) -> float:
+    """Mean cross-entropy (nats per character) over streams, the state carried along."""
+    total, count, h = 0.0, 0, None
+    for start in range(0, x.shape[0], window):
+        stop = min(start + window, x.shape[0])
+        loss, _, h_T = model.loss_and_grad(x[start:stop], y[start:stop], h, reduction="sum")
+        h = h_T.copy()
+        total += loss
+        count += (stop - start) * x.shape[1]
+    return total / count
+
+
+class _Progress:
+    """A tqdm bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, total: int, every: int):
+        self.every, self.start = every, None
+        self.bar = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+            except ImportError:
+                pass
+        self.total, self.tokens, self.smoothed = total, 0, None
+
+    def update(self, info: dict, done: int) -> None:
+        if self.start is None:                  # the first step compiles: not timed
+            self.start = time.perf_counter()
+        else:
+            self.tokens += info["tokens"]
+        if math.isfinite(info["loss"]):
+            self.smoothed = info["loss"] if self.smoothed is None else \
+                0.98 * self.smoothed + 0.02 * info["loss"]
+        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{self.smoothed:.3f}", chars_per_s=f"{rate:,.0f}")
+            self.bar.update(1)
+        elif done % self.every == 0 or done == self.total:
+            eta = (self.total - done) * (time.perf_counter() - self.start) / max(done - 1, 1)
+            print(f"step {info['step']:6d}  loss {self.smoothed:.3f} nats/char  "
+                  f"{rate:,.0f} chars/s  ETA {eta:4.0f} s", flush=True)
+
+    def close(self) -> float:
+        """Characters per second, from the second step on."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.start is None or self.tokens == 0:
+            return math.nan
+        return self.tokens / (time.perf_counter() - self.start)
+
+
+def train(args) -> int:
+    if args.resume and args.checkpoint.exists():
+        model = RNN.load(args.checkpoint, backend=args.backend)
+        vocab = model.vocabulary
+        print(f"resuming {args.checkpoint} at step {model.progress['steps']}")
+    else:
+        vocab = None
+    text = data.read_text(args.text) if args.text else data.stdlib_corpus(args.chars)
+    vocab = vocab or data.Vocabulary.from_text(text)
+    ids = vocab.encode(text)
+    split = int(len(ids) * 0.95)
+    x, y = (data.streams(ids[:split][k:split - 1 + k], args.batch) for k in (0, 1))
+    vx, vy = (data.streams(ids[split:][k:len(ids) - split - 1 + k], 4) for k in (0, 1))
+    if not (args.resume and args.checkpoint.exists()):
+        model = RNN.char_model(vocab, args.hidden, dtype=args.dtype, seed=args.seed,
+                               backend=args.backend)
+        lr = optim.Cosine(args.lr, args.steps, args.lr / 10) if args.cosine else args.lr
+        model.configure(args.optimizer, lr)
+    unigram = _unigram_entropy(ids[:split], len(vocab))
+    source = args.text or "the Python standard library's sources"
+    print(f"fastrnn {__version__}: {len(text):,} characters of {source}, vocabulary "
+          f"{len(vocab)}, H={args.hidden}, window T={args.window}, batch B={args.batch}, "
+          f"{args.dtype}, {args.optimizer} lr={args.lr}, backend "
           f"{args.backend} of {available_backends()}")
-    print(f"unigram entropy (predicting by letter frequency alone): {unigram:.3f} "
-          f"nats/char")
-    start = time.perf_counter()
-    smoothed = math.log(V)
-    for step in range(1, args.steps + 1):
-        starts = rng.integers(0, ids.size - T - 1, size=args.batch)
-        window = np.stack([ids[s:s + T + 1] for s in starts], axis=1)
-        L, grads, _ = loss_and_grad(params, window[:-1], window[1:], reduction="mean",
-                                    backend=args.backend)
-        np.clip(grads.data, -5.0, 5.0, out=grads.data)
-        sgd_step(params, grads, args.lr)
-        smoothed = 0.95 * smoothed + 0.05 * L
-        if step % args.every == 0 or step == 1:
-            print(f"step {step:5d}  loss {smoothed:.3f} nats/char")
-    rate = args.steps * T * args.batch / (time.perf_counter() - start)
-    print(f"{rate:,.0f} characters/s; final loss {smoothed:.3f} vs unigram {unigram:.3f}")
+    print(f"unigram entropy (letter frequencies alone): {unigram:.3f} nats/char")
+    remaining = args.steps - model.progress["steps"]
+    progress = _Progress(max(remaining, 0), args.every)
+    norms = []
+    losses = []
+
+    def callback(info):
+        losses.append(info["loss"])
+        norms.append(info["grad_norm"])
+        progress.update(info, len(losses))
+
+    interrupted = False
+    try:
+        model.fit(x, y, window=args.window, epochs=10**9, steps=max(remaining, 0),
+                  clip_norm=args.clip, on_nonfinite=args.on_nonfinite, callback=callback)
+    except KeyboardInterrupt:
+        interrupted = True
+    except NonFiniteError as exc:
+        progress.close()
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 1
+    rate = progress.close()
+    model.save(args.checkpoint)
+    if interrupted:
+        print(f"\ninterrupted at step {model.progress['steps']}: checkpoint saved to "
+              f"{args.checkpoint}; --resume continues from there")
+        return 130
+    held_out = _evaluate(model, vx, vy, args.window)
+    print(f"{rate:,.0f} characters/s; held-out loss {held_out:.3f} nats/char "
+          f"(unigram {unigram:.3f}); checkpoint {args.checkpoint}")
+    if args.plot:
+        from .diagnostics import plot_training
+        for written in plot_training(model, losses, vx[:args.window], vy[:args.window],
+                                     args.checkpoint.with_suffix("")):
+            print(f"wrote {written}")
+    if args.sample:
+        print("\n--- sample (temperature 0.8) ---")
+        print(model.sample(text[:1], args.sample, temperature=0.8, seed=args.seed))
     return 0
+
+
+def sample(args) -> int:
+    model = RNN.load(args.checkpoint)
+    print(model.sample(args.prefix, args.n, temperature=args.temperature, seed=args.seed))
+    return 0
+
+
+def bench(args) -> int:
+    from .bench import run
+    run(sizes=args.sizes, stream=not args.no_stream)
+    return 0
+
+
+def info(args) -> int:
+    import numba
+    import threadpoolctl
+
+    from . import _config
+    print(f"fastrnn {__version__}")
+    print(f"backends: {available_backends()} (auto: {__import__('fastrnn').backends.resolve()})")
+    print(f"numpy {np.__version__}, numba {numba.__version__}, "
+          f"numba threads {numba.config.NUMBA_NUM_THREADS}")
+    for pool in threadpoolctl.threadpool_info():
+        print(f"{pool['user_api']}: {pool['internal_api']} {pool.get('version')}, "
+              f"{pool['num_threads']} threads ({Path(pool['filepath']).name})")
+    cache = numba.config.CACHE_DIR or "beside the sources, else Numba's user folder"
+    print(f"numba cache: {'on' if _config.numba_cache_enabled() else 'off'} ({cache})")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastrnn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command")
-    p = commands.add_parser("demo", help="train a small character model on a built-in text")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--window", type=int, default=25)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=0.5)
-    p.add_argument("--every", type=int, default=250)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("train", help="train a character language model")
+    p.add_argument("--text", type=Path, help="a UTF-8 text file (default: stdlib sources)")
+    p.add_argument("--chars", type=_positive_int, default=1_000_000,
+                   help="characters of the default corpus")
+    p.add_argument("--hidden", type=_positive_int, default=128)
+    p.add_argument("--window", type=_positive_int, default=50, help="truncated BPTT window")
+    p.add_argument("--batch", type=_positive_int, default=32, help="parallel streams")
+    p.add_argument("--steps", type=_positive_int, default=2000)
+    p.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS), default="adam")
+    p.add_argument("--lr", type=_positive_float, default=3e-3)
+    p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay")
+    p.add_argument("--clip", type=_positive_float, default=5.0, help="global-norm clip")
+    p.add_argument("--on-nonfinite", choices=("raise", "skip"), default="raise")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"))
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--plot", action="store_true", help="write loss and gradient-norm PNGs")
+    p.add_argument("--sample", type=int, default=400, help="characters to sample at the end")
+    p.add_argument("--every", type=_positive_int, default=200, help="report interval")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default="auto")
+    p.set_defaults(run=train)
+
+    p = commands.add_parser("sample", help="generate text from a checkpoint")
+    p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"))
+    p.add_argument("--prefix", default="def ")
+    p.add_argument("-n", type=int, default=500)
+    p.add_argument("--temperature", type=_positive_float, default=0.8)
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(run=sample)
+
     p = commands.add_parser("bench", help="compare backends and PyTorch, one process each")
     p.add_argument("--sizes", nargs="+", default=["S", "M", "L"], choices=["S", "M", "L"])
     p.add_argument("--no-stream", action="store_true", help="skip the streaming step")
-    args = parser.parse_args(argv)
-    if args.command == "bench":
-        from .bench import run
+    p.set_defaults(run=bench)
 
-        run(sizes=args.sizes, stream=not args.no_stream)
-        return 0
-    if args.command is None:
-        args = parser.parse_args(["demo"])
-    return demo(args)
+    p = commands.add_parser("info", help="version, backends, threads, Numba cache")
+    p.set_defaults(run=info)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""Diagnostics: how the gradient travels back through time.
+
+BPTT's recursion kappa_t = V^T dL/do_t + W^T (f'(a_{t+1}) * kappa_{t+1}) multiplies by
+W^T diag(f') once per step back. Over many steps the product shrinks (vanishing
+gradients) or grows (exploding gradients); ||kappa_t|| shows which.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import _checks, backends
+from .kernels import get_workspace
+from .params import Params
+
+
+def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
+    """||kappa_t|| = ||dL/ds_t|| for t = 1 .. T, (T,), over the whole batch.
+
+    ``model`` is an ``RNN`` (its loss is used, summed over the window) or a ``Params``
+    of a cross-entropy model. With ``last_step_only``, L is the loss of the last step
+    alone, so that ||dL_T/ds_t|| shows how much of it reaches each earlier step: the
+    vanishing (or exploding) picture in its plainest form.
+    """
+    params = model if isinstance(model, Params) else model.params
+    loss = "cross_entropy" if isinstance(model, Params) else model.loss
+    backend = "auto" if isinstance(model, Params) else model.backend
+    params = _checks.check_params(params)
+    kernels = backends.get(backend)
+    x = _checks.check_x(params, x)
+    T, B = x.shape[:2]
+    y = _checks.check_y(params, y, loss, T, B)
+    h0 = _checks.check_state(params, h0, B)
+    ws = get_workspace(params, T, B)
+    if h0 is None:
+        ws.s[0].fill(0.0)
+        h0 = ws.s[0]
+    kernels.forward(params, x, h0, ws)
+    kernels.loss(loss, "sum", y, ws)
+    if last_step_only:
+        ws.do[:-1] = 0.0
+    kernels.backward(params, x, ws, ws.grads)
+    return np.sqrt((ws.kappa.astype(np.float64) ** 2).sum(axis=(1, 2)))
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("plotting needs matplotlib: pip install 'fastrnn[plot]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_gradient_norms(norms: dict, path) -> Path:
+    """Write curves of ||dL/ds_t|| against t, on a log scale, as a PNG.
+
+    ``norms`` maps a label to a (T,) array, as ``gradient_norms`` returns.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, values in norms.items():
+        ax.semilogy(np.arange(1, len(values) + 1), values, marker=".", label=label)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("gradient norm")
+    ax.set_title("gradient reaching each time step (BPTT)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_training(model, losses, x, y, stem) -> list[Path]:
+    """Write ``stem-loss.png`` (training loss per step) and ``stem-gradnorms.png``."""
+    plt = _pyplot()
+    stem = Path(stem)
+    loss_path = stem.with_name(stem.name + "-loss.png")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(np.arange(1, len(losses) + 1), losses, lw=0.6)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{model.loss} (mean per step)")
+    fig.tight_layout()
+    fig.savefig(loss_path, dpi=120)
+    plt.close(fig)
+    norms = {"||dL/ds_t||, loss of every step": gradient_norms(model, x, y),
+             "||dL_T/ds_t||, loss of the last step": gradient_norms(model, x, y,
+                                                                   last_step_only=True)}
+    norms_path = plot_gradient_norms(norms, stem.with_name(stem.name + "-gradnorms.png"))
+    return [loss_path, norms_path]

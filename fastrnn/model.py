@@ -1,0 +1,325 @@
+"""The model API: an RNN that holds its parameters, trains, predicts, samples and saves.
+
+Legend: N steps per stream, T window length, B batch (streams), D input, H hidden,
+O output.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import _checks, backends, optim
+from .data import Vocabulary, check_window
+from .kernels import Stream, forward, loss_and_grad
+from .params import Params, check_dtype, init_params
+
+CHECKPOINT_FORMAT = 1
+ON_NONFINITE = ("raise", "skip")
+
+
+class NonFiniteError(FloatingPointError):
+    """A training step produced a loss or gradient that is not finite."""
+
+
+class RNN:
+    """A vanilla RNN with its parameters, optimiser and training progress.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        D, H and O.
+    cell : {"tanh", "sigmoid", "relu"}
+    loss : {"cross_entropy", "mse"}
+        What ``fit`` and ``loss_and_grad`` minimise.
+    dtype : float32 or float64
+    seed : int, optional
+        Seeds the initial weights (see ``fastrnn.init_params``).
+    backend : str
+        "auto" or one of ``fastrnn.available_backends()``.
+    vocabulary : Vocabulary, optional
+        For character models: then D = O = len(vocabulary) and ``sample`` works.
+    """
+
+    def __init__(self, input_size, hidden_size, output_size, *, cell="tanh",
+                 loss="cross_entropy", dtype=np.float64, seed=None, backend="auto",
+                 vocabulary: Vocabulary | None = None):
+        self.params = init_params(input_size, hidden_size, output_size, cell=cell,
+                                  dtype=check_dtype(dtype), seed=seed)
+        self.loss = _checks.check_choice(loss, _checks.LOSSES, "loss")
+        backends.resolve(backend)
+        self.backend = backend
+        if vocabulary is not None and not (len(vocabulary) == input_size == output_size):
+            raise ValueError(f"vocabulary: expected {input_size} = input_size = "
+                             f"output_size characters, got {len(vocabulary)}")
+        self.vocabulary = vocabulary
+        self.optimizer: optim.Optimizer | None = None
+        self.progress = dict(steps=0, epoch=0, position=0, skipped=0)
+        self.carry: np.ndarray | None = None
+        self._stream: Stream | None = None
+
+    @classmethod
+    def char_model(cls, vocabulary: Vocabulary, hidden_size: int, **kwargs) -> "RNN":
+        """A character language model over ``vocabulary``: D = O = len(vocabulary)."""
+        return cls(len(vocabulary), hidden_size, len(vocabulary), vocabulary=vocabulary,
+                   loss="cross_entropy", **kwargs)
+
+    def __repr__(self):
+        p = self.params
+        return (f"RNN(D={p.input_size}, H={p.hidden_size}, O={p.output_size}, "
+                f"cell={p.cell!r}, loss={self.loss!r}, dtype={p.dtype.name}, "
+                f"steps={self.progress['steps']})")
+
+    # --------------------------------------------------------------- computation
+
+    def forward(self, x, h0=None):
+        """(o, h_T): outputs (T, B, O) and final state (B, H); see ``fastrnn.forward``."""
+        return forward(self.params, x, h0, backend=self.backend)
+
+    def loss_and_grad(self, x, y, h0=None, *, reduction="mean"):
+        """(loss, grads, h_T) for this model's loss; see ``fastrnn.loss_and_grad``."""
+        return loss_and_grad(self.params, x, y, h0, loss=self.loss, reduction=reduction,
+                             backend=self.backend)
+
+    def predict(self, x, h0=None) -> np.ndarray:
+        """Softmax probabilities (T, B, O) of a cross-entropy model, outputs o otherwise."""
+        o, _ = self.forward(x, h0)
+        if self.loss == "mse":
+            return o
+        o -= o.max(axis=-1, keepdims=True)
+        np.exp(o, out=o)
+        o /= o.sum(axis=-1, keepdims=True)
+        return o
+
+    def step(self, x_t) -> np.ndarray:
+        """One step of streaming inference, the state kept between calls.
+
+        x_t: a token id, (B,) ids or a (B, D) block; returns o_t (B, O), a buffer the
+        next call overwrites. ``reset_state`` starts again from zeros.
+        """
+        B = 1 if np.ndim(x_t) == 0 else len(x_t)
+        if self._stream is None or self._stream.batch_size != B:
+            self._stream = Stream(self.params, batch_size=B, backend=self.backend)
+        return self._stream(x_t)
+
+    def reset_state(self) -> None:
+        if self._stream is not None:
+            self._stream.reset()
+
+    def sample(self, prefix: str, n: int, temperature: float = 1.0, seed=None) -> str:
+        """Generate ``n`` characters after ``prefix`` from a character model.
+
+        The prefix is run through the network, then each next character is drawn from
+        softmax(o_t / temperature) and fed back in.
+        """
+        if self.vocabulary is None:
+            raise ValueError("sample: this model has no vocabulary (use RNN.char_model)")
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n: expected a non-negative int, got {n!r}")
+        temperature = optim._positive(temperature, "temperature")
+        ids = self.vocabulary.encode(prefix) if prefix else np.zeros(1, dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        stream = Stream(self.params, batch_size=1, backend=self.backend)
+        for token in ids:
+            o = stream(int(token))
+        out = []
+        for _ in range(n):
+            logits = o[0].astype(np.float64) / temperature
+            p = np.exp(logits - logits.max())
+            token = int(rng.choice(p.size, p=p / p.sum()))
+            out.append(token)
+            o = stream(token)
+        return prefix + self.vocabulary.decode(out)
+
+    # ------------------------------------------------------------------ training
+
+    def configure(self, optimizer="adam", lr=2e-3, **options) -> optim.Optimizer:
+        """Choose the optimiser: a name from ``fastrnn.optim.OPTIMIZERS`` with its
+        options, or an Optimizer instance. ``lr`` may be a schedule."""
+        if isinstance(optimizer, optim.Optimizer):
+            self.optimizer = optimizer
+        elif optimizer in optim.OPTIMIZERS:
+            self.optimizer = optim.OPTIMIZERS[optimizer](lr, **options)
+        else:
+            raise ValueError(f"optimizer: expected one of {tuple(optim.OPTIMIZERS)} or an "
+                             f"Optimizer, got {optimizer!r}")
+        return self.optimizer
+
+    def fit(self, x, y, *, window: int, epochs: int = 1, steps: int | None = None,
+            clip_norm: float | None = None, clip_value: float | None = None,
+            on_nonfinite: str = "raise", callback=None) -> dict:
+        """Train by truncated backpropagation through time.
+
+        x (N, B) token ids or (N, B, D), y (N, B) class ids or (N, B, O): B parallel
+        streams of one long sequence, time-major (``fastrnn.data.streams`` makes them).
+        Each epoch walks the streams in windows of ``window`` steps; the final state of
+        a window is the initial state of the next, as a plain array, so no gradient
+        flows back across windows (that is the truncation; there is nothing to detach).
+        The state starts from zeros at each epoch.
+
+        Training stops after ``epochs`` epochs in all or after ``steps`` more steps,
+        whichever comes first; the progress (epoch, position, carried state, optimiser
+        state) stays in the model, so ``fit`` or a saved checkpoint continues exactly.
+
+        Gradients are clipped by global norm (``clip_norm``, PyTorch's semantics) and/or
+        by value (``clip_value``). A step whose loss or gradient is not finite is never
+        applied: it raises NonFiniteError with ``on_nonfinite="raise"`` (the default),
+        or is skipped and counted with "skip".
+
+        ``callback(info)`` is called after every step with a dict of step, epoch, loss,
+        grad_norm and tokens (T * B). Returns the progress dict.
+        """
+        window = check_window(window)
+        _checks.check_choice(on_nonfinite, ON_NONFINITE, "on_nonfinite")
+        x, y = self._check_streams(x, y)
+        N, B = x.shape[:2]
+        if self.optimizer is None:
+            self.configure()
+        if self.carry is None or self.carry.shape != (B, self.params.hidden_size):
+            self.carry = np.zeros((B, self.params.hidden_size), dtype=self.params.dtype)
+        done = 0
+        progress = self.progress
+        while progress["epoch"] < epochs and (steps is None or done < steps):
+            start = progress["position"]
+            if start == 0:
+                self.carry.fill(0.0)
+            stop = min(start + window, N)
+            loss, grad_norm = self._train_step(x[start:stop], y[start:stop], clip_norm,
+                                               clip_value, on_nonfinite)
+            done += 1
+            progress["steps"] += 1
+            progress["position"] = stop if stop < N else 0
+            if stop == N:
+                progress["epoch"] += 1
+            if callback is not None:
+                callback(dict(step=progress["steps"], epoch=progress["epoch"], loss=loss,
+                              grad_norm=grad_norm, tokens=(stop - start) * B))
+        return dict(progress)
+
+    def _train_step(self, x, y, clip_norm, clip_value, on_nonfinite):
+        try:
+            loss, grads, h_T = loss_and_grad(self.params, x, y, self.carry, loss=self.loss,
+                                             reduction="mean", backend=self.backend)
+        except FloatingPointError as exc:
+            return self._nonfinite(on_nonfinite, f"loss: {exc}")
+        grad_norm = optim.clip_grad_norm(grads, clip_norm) if clip_norm else \
+            math.sqrt(optim._sum_squares(grads.data))
+        if not math.isfinite(grad_norm):
+            return self._nonfinite(on_nonfinite, f"the gradient norm is {grad_norm}")
+        if clip_value:
+            optim.clip_grad_value(grads, clip_value)
+        self.optimizer.step(self.params, grads)
+        np.copyto(self.carry, h_T)
+        return loss, grad_norm
+
+    def _nonfinite(self, on_nonfinite, what):
+        if on_nonfinite == "raise":
+            raise NonFiniteError(f"training step {self.progress['steps'] + 1}: {what}; the "
+                                 f"step was not applied (lower the learning rate, clip "
+                                 f"gradients, or pass on_nonfinite='skip')")
+        self.progress["skipped"] += 1
+        return math.nan, math.nan
+
+    def _check_streams(self, x, y):
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if x.ndim < 2 or y.ndim < 2 or x.shape[:2] != y.shape[:2]:
+            raise ValueError(f"x, y: expected streams of one length and batch, (N, B, ...), "
+                             f"got shapes {x.shape} and {y.shape}")
+        return x, y
+
+    # -------------------------------------------------------------- checkpoints
+
+    def config(self) -> dict:
+        return dict(self.params.config(), loss=self.loss, backend=self.backend)
+
+    def save(self, path) -> Path:
+        """Write a checkpoint: one .npz holding the parameters, the configuration, the
+        vocabulary, the optimiser's state and the training progress.
+
+        The file is written to a temporary file beside ``path``, flushed to disk and
+        renamed over ``path``: a crash mid-save leaves any previous checkpoint intact.
+        """
+        path = Path(path)
+        arrays = dict(params=self.params.data)
+        meta = dict(format=CHECKPOINT_FORMAT, config=self.config(), progress=self.progress,
+                    vocabulary=None if self.vocabulary is None else self.vocabulary.chars,
+                    optimizer=None)
+        if self.carry is not None:
+            arrays["carry"] = self.carry
+        if self.optimizer is not None:
+            state = self.optimizer.state_dict()
+            meta["optimizer"] = dict(name=state.pop("name"), steps=state.pop("steps"),
+                                     config=self.optimizer.config())
+            arrays.update({f"optimizer_{k}": v for k, v in state.items()})
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        _atomic_savez(path, arrays)
+        return path
+
+    @classmethod
+    def load(cls, path, *, backend=None) -> "RNN":
+        """Read a checkpoint written by ``save``; refuses a corrupt or foreign file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"checkpoint: no such file: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+            if meta.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected "
+                                 f"{CHECKPOINT_FORMAT}")
+            config = meta["config"]
+            chars = meta["vocabulary"]
+            model = cls(config["input_size"], config["hidden_size"], config["output_size"],
+                        cell=config["cell"], loss=config["loss"], dtype=config["dtype"],
+                        backend=backend or config["backend"],
+                        vocabulary=None if chars is None else Vocabulary(chars))
+            data = arrays.pop("params")
+            if data.shape != model.params.data.shape or data.dtype != model.params.dtype:
+                raise ValueError(f"params of shape {data.shape} and dtype {data.dtype}, "
+                                 f"expected {model.params.data.shape} and "
+                                 f"{model.params.dtype}")
+            model.params.data[...] = data
+            model.progress = {k: int(meta["progress"][k]) for k in model.progress}
+            model.carry = arrays.pop("carry", None)
+            if meta["optimizer"] is not None:
+                opt = meta["optimizer"]
+                model.optimizer = optim.from_config(opt["name"], opt["config"])
+                model.optimizer.load_state_dict(dict(
+                    name=opt["name"], steps=opt["steps"],
+                    **{k[len("optimizer_"):]: v for k, v in arrays.items()
+                       if k.startswith("optimizer_")}))
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile,
+                json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"checkpoint: {path} is not a valid fastrnn checkpoint "
+                             f"({exc})") from exc
+        return model
+
+
+def _atomic_savez(path: Path, arrays: dict) -> None:
+    """np.savez to ``path`` through a temporary file, fsync and os.replace."""
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

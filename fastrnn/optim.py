@@ -1,0 +1,309 @@
+"""Optimisers, learning-rate schedules and gradient clipping, on the flat parameter buffer.
+
+Every update is one compiled loop over ``params.data`` and ``grads.data`` (P entries);
+the optimiser's state is flat arrays of the same size, allocated once. The update rules
+are PyTorch's (``torch.optim``) with its default constants, so that results can be
+checked against it; Adagrad is also min-char-rnn's optimiser.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _checks
+from ._config import jit
+from .params import Params
+
+
+# ------------------------------------------------------------------- compiled updates
+
+@jit
+def _sgd(p, g, lr, momentum, nesterov, buf, first):
+    for i in range(p.size):
+        d = g[i]
+        if momentum != 0.0:
+            buf[i] = d if first else momentum * buf[i] + d
+            d = d + momentum * buf[i] if nesterov else buf[i]
+        p[i] -= lr * d
+
+
+@jit
+def _adagrad(p, g, lr, eps, sum_sq):
+    for i in range(p.size):
+        sum_sq[i] += g[i] * g[i]
+        p[i] -= lr * g[i] / (math.sqrt(sum_sq[i]) + eps)
+
+
+@jit
+def _rmsprop(p, g, lr, alpha, eps, sq):
+    for i in range(p.size):
+        sq[i] = alpha * sq[i] + (1.0 - alpha) * g[i] * g[i]
+        p[i] -= lr * g[i] / (math.sqrt(sq[i]) + eps)
+
+
+@jit
+def _adam(p, g, lr, beta1, beta2, eps, t, m, v):
+    correction1 = 1.0 - beta1 ** t
+    root_correction2 = math.sqrt(1.0 - beta2 ** t)
+    step = lr / correction1
+    for i in range(p.size):
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i]
+        p[i] -= step * m[i] / (math.sqrt(v[i]) / root_correction2 + eps)
+
+
+@jit
+def _sum_squares(g):
+    total = 0.0
+    for i in range(g.size):
+        total += g[i] * g[i]
+    return total
+
+
+@jit
+def _scale(g, factor):
+    for i in range(g.size):
+        g[i] *= factor
+
+
+@jit
+def _clip(g, limit):
+    for i in range(g.size):
+        if g[i] > limit:
+            g[i] = limit
+        elif g[i] < -limit:
+            g[i] = -limit
+
+
+# ------------------------------------------------------------------------- clipping
+
+def clip_grad_norm(grads: Params, max_norm: float) -> float:
+    """Scale grads.data in place so that its 2-norm is at most ``max_norm``.
+
+    PyTorch's ``clip_grad_norm_``: the factor is max_norm / (norm + 1e-6), applied only
+    when below one. Returns the norm before clipping (inf or nan when the gradient is
+    not finite, in which case nothing is scaled).
+    """
+    max_norm = _positive(max_norm, "max_norm")
+    norm = math.sqrt(_sum_squares(grads.data))
+    factor = max_norm / (norm + 1e-6)
+    if factor < 1.0:
+        _scale(grads.data, grads.dtype.type(factor))
+    return norm
+
+
+def clip_grad_value(grads: Params, clip: float) -> None:
+    """Clamp every gradient entry to [-clip, clip] in place (min-char-rnn's +-5)."""
+    _clip(grads.data, grads.dtype.type(_positive(clip, "clip")))
+
+
+def _positive(value, argument: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{argument}: expected a positive number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{argument}: expected a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _fraction(value, argument: str) -> float:
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{argument}: expected a number in [0, 1), got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------------ schedules
+
+class Constant:
+    """lr(step) = lr."""
+
+    def __init__(self, lr):
+        self.lr = _checks.check_learning_rate(lr)
+
+    def config(self) -> dict:
+        return dict(kind="Constant", lr=self.lr)
+
+    def __call__(self, step: int) -> float:
+        return self.lr
+
+
+class StepDecay:
+    """lr(step) = lr * gamma ** (step // every): multiply by gamma every ``every`` steps."""
+
+    def __init__(self, lr, every: int, gamma: float = 0.1):
+        self.lr = _checks.check_learning_rate(lr)
+        if not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"every: expected a positive int, got {every!r}")
+        self.every, self.gamma = int(every), _positive(gamma, "gamma")
+
+    def config(self) -> dict:
+        return dict(kind="StepDecay", lr=self.lr, every=self.every, gamma=self.gamma)
+
+    def __call__(self, step: int) -> float:
+        return self.lr * self.gamma ** (step // self.every)
+
+
+class Cosine:
+    """lr(step) falls from lr to min_lr along half a cosine over ``total`` steps."""
+
+    def __init__(self, lr, total: int, min_lr: float = 0.0):
+        self.lr = _checks.check_learning_rate(lr)
+        if not isinstance(total, (int, np.integer)) or total < 1:
+            raise ValueError(f"total: expected a positive int, got {total!r}")
+        if not 0.0 <= min_lr <= self.lr:
+            raise ValueError(f"min_lr: expected a number in [0, lr], got {min_lr!r}")
+        self.total, self.min_lr = int(total), float(min_lr)
+
+    def config(self) -> dict:
+        return dict(kind="Cosine", lr=self.lr, total=self.total, min_lr=self.min_lr)
+
+    def __call__(self, step: int) -> float:
+        progress = min(step, self.total) / self.total
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+SCHEDULES = {cls.__name__: cls for cls in (Constant, StepDecay, Cosine)}
+
+
+def _schedule(lr):
+    """A schedule from a number, or a schedule object (anything with config())."""
+    if hasattr(lr, "config") and callable(lr):
+        return lr
+    return Constant(lr)
+
+
+# ----------------------------------------------------------------------- optimisers
+
+class Optimizer:
+    """Base class: holds the schedule, the step count and flat state buffers.
+
+    ``step(params, grads)`` updates params.data in place from grads.data. ``state`` maps
+    names to flat arrays of P entries, allocated at the first step; with ``steps`` it
+    is all ``state_dict()`` saves, so a loaded optimiser continues bit for bit.
+    """
+
+    buffers: tuple[str, ...] = ()
+
+    def __init__(self, lr, **options):
+        self.schedule = _schedule(lr)
+        self.options = options
+        self.steps = 0
+        self.state: dict[str, np.ndarray] = {}
+
+    def config(self) -> dict:
+        """The hyper-parameters, enough for ``from_config`` to rebuild this optimiser."""
+        return dict(lr=self.schedule.config(), **self.options)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next step uses."""
+        return self.schedule(self.steps)
+
+    def step(self, params: Params, grads: Params) -> None:
+        if not isinstance(grads, Params) or not params.same_layout(grads):
+            raise TypeError(f"grads: expected gradients of the params' layout "
+                            f"({params!r}), got {grads!r}")
+        if len(self.state) < len(self.buffers):
+            self.state = {name: np.zeros_like(params.data) for name in self.buffers}
+        elif self.state and self.state_size != params.data.size:
+            raise ValueError(f"params: this optimiser holds state for {self.state_size} "
+                             f"parameters, got {params.data.size}")
+        lr = params.dtype.type(self.lr)
+        self._update(params.data, grads.data, lr)
+        self.steps += 1
+
+    @property
+    def state_size(self) -> int:
+        return next(iter(self.state.values())).size if self.state else 0
+
+    def state_dict(self) -> dict:
+        return dict(name=type(self).__name__, steps=self.steps,
+                    **{f"state_{k}": v for k, v in self.state.items()})
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("name") != type(self).__name__:
+            raise ValueError(f"state: expected the state of a {type(self).__name__}, got "
+                             f"that of {state.get('name')!r}")
+        self.steps = int(state["steps"])
+        self.state = {k[len("state_"):]: np.array(v) for k, v in state.items()
+                      if k.startswith("state_")}
+
+    def _update(self, p, g, lr):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """p -= lr * d, with d = g, or momentum buf = momentum * buf + g and d = buf (or
+    g + momentum * buf with Nesterov)."""
+
+    def __init__(self, lr, momentum: float = 0.0, nesterov: bool = False):
+        super().__init__(lr, momentum=momentum, nesterov=nesterov)
+        self.momentum = _fraction(momentum, "momentum")
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
+        self.nesterov = bool(nesterov)
+        self.buffers = ("momentum",) if self.momentum else ()
+
+    def _update(self, p, g, lr):
+        buf = self.state["momentum"] if self.momentum else p[:0]
+        _sgd(p, g, lr, p.dtype.type(self.momentum), self.nesterov, buf, self.steps == 0)
+
+
+class Adagrad(Optimizer):
+    """sum_sq += g^2; p -= lr * g / (sqrt(sum_sq) + eps)."""
+
+    buffers = ("sum_sq",)
+
+    def __init__(self, lr=0.1, eps: float = 1e-10):
+        super().__init__(lr, eps=eps)
+        self.eps = _positive(eps, "eps")
+
+    def _update(self, p, g, lr):
+        _adagrad(p, g, lr, p.dtype.type(self.eps), self.state["sum_sq"])
+
+
+class RMSprop(Optimizer):
+    """sq = alpha * sq + (1 - alpha) g^2; p -= lr * g / (sqrt(sq) + eps)."""
+
+    buffers = ("square_avg",)
+
+    def __init__(self, lr=0.01, alpha: float = 0.99, eps: float = 1e-8):
+        super().__init__(lr, alpha=alpha, eps=eps)
+        self.alpha, self.eps = _fraction(alpha, "alpha"), _positive(eps, "eps")
+
+    def _update(self, p, g, lr):
+        dt = p.dtype.type
+        _rmsprop(p, g, lr, dt(self.alpha), dt(self.eps), self.state["square_avg"])
+
+
+class Adam(Optimizer):
+    """Adam with bias correction: p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)."""
+
+    buffers = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(lr, betas=list(betas), eps=eps)
+        self.beta1, self.beta2 = (_fraction(b, "betas") for b in betas)
+        self.eps = _positive(eps, "eps")
+
+    def _update(self, p, g, lr):
+        dt = p.dtype.type
+        _adam(p, g, lr, dt(self.beta1), dt(self.beta2), dt(self.eps), self.steps + 1,
+              self.state["exp_avg"], self.state["exp_avg_sq"])
+
+
+OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
+
+
+def from_config(name: str, config: dict) -> Optimizer:
+    """The optimiser ``Optimizer.config`` describes (class name and hyper-parameters)."""
+    classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+    if name not in classes:
+        raise ValueError(f"optimizer: expected one of {tuple(classes)}, got {name!r}")
+    options = dict(config)
+    schedule = dict(options.pop("lr"))
+    kind = schedule.pop("kind")
+    if kind not in SCHEDULES:
+        raise ValueError(f"lr: expected a schedule in {tuple(SCHEDULES)}, got {kind!r}")
+    return classes[name](SCHEDULES[kind](**schedule), **options)
