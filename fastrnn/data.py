@@ -76,7 +76,7 @@ def read_text(path) -> str:
     if b"\x00" in data[:65536]:
         raise ValueError(f"text: {path} looks binary (it contains NUL bytes)")
     try:
-        return check_text(data.decode("utf-8"), f"text ({path})")
+        return check_text(data.decode("utf-8"), f"text: {path}")
     except UnicodeDecodeError as exc:
         raise ValueError(f"text: {path} is not UTF-8 text ({exc.reason} at byte "
                          f"{exc.start})") from None

@@ -295,7 +295,7 @@ class RNN:
                     name=opt["name"], steps=opt["steps"],
                     **{k[len("optimizer_"):]: v for k, v in arrays.items()
                        if k.startswith("optimizer_")}))
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile,
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile,
                 json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"checkpoint: {path} is not a valid fastrnn checkpoint "
                              f"({exc})") from exc

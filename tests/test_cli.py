@@ -1,0 +1,104 @@
+"""The command line, run in-process through fastrnn.cli.main."""
+import numpy as np
+import pytest
+
+from fastrnn import cli
+from fastrnn.model import RNN
+
+CORPUS = "def add(a, b):\n    return a + b\n\n" * 60
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(CORPUS)
+    return path
+
+
+def train_args(corpus, checkpoint, *extra):
+    return ["train", "--text", str(corpus), "--steps", "30", "--hidden", "16",
+            "--window", "10", "--batch", "4", "--checkpoint", str(checkpoint),
+            "--sample", "20", "--every", "10", *extra]
+
+
+def test_train_resume_and_sample(corpus, tmp_path, capsys):
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt)) == 0
+    out = capsys.readouterr().out
+    assert "unigram entropy" in out and "held-out loss" in out and "step     30" in out
+    assert RNN.load(ckpt).progress["steps"] == 30
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "40")) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert RNN.load(ckpt).progress["steps"] == 40
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--prefix", "def", "-n", "30",
+                     "--seed", "1"]) == 0
+    assert capsys.readouterr().out.startswith("def")
+
+
+def test_plot_writes_pngs(corpus, tmp_path):
+    pytest.importorskip("matplotlib")
+    ckpt = tmp_path / "p.npz"
+    assert cli.main(train_args(corpus, ckpt, "--plot")) == 0
+    for name in ("p-loss.png", "p-gradnorms.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interrupt_saves_a_checkpoint(corpus, tmp_path, monkeypatch, capsys):
+    ckpt = tmp_path / "i.npz"
+    original = RNN._train_step
+
+    def interrupt_at_step_5(self, *args):
+        if self.progress["steps"] == 4:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(RNN, "_train_step", interrupt_at_step_5)
+    assert cli.main(train_args(corpus, ckpt)) == 130
+    assert "interrupted at step 4" in capsys.readouterr().out
+    assert RNN.load(ckpt).progress["steps"] == 4
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "text: "),
+    (bytes(range(256)) * 4, "looks binary"),
+])
+def test_bad_corpus_is_an_error_and_writes_nothing(tmp_path, capsys, content, match):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    ckpt = tmp_path / "never.npz"
+    assert cli.main(train_args(path, ckpt)) == 2
+    assert match in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]
+
+
+def test_bad_checkpoints(corpus, tmp_path, capsys):
+    assert cli.main(["sample", "--checkpoint", str(tmp_path / "missing.npz")]) == 2
+    assert "checkpoint: no such file" in capsys.readouterr().err
+    (tmp_path / "corrupt.npz").write_bytes(b"garbage")
+    assert cli.main(["sample", "--checkpoint", str(tmp_path / "corrupt.npz")]) == 2
+    assert "not a valid fastrnn checkpoint" in capsys.readouterr().err
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt)) == 0
+    other = tmp_path / "other.txt"
+    other.write_text("entirely different letters: XYZ!?" * 20)
+    before = ckpt.read_bytes()
+    assert cli.main(train_args(other, ckpt, "--resume")) == 2
+    assert "is not in the vocabulary" in capsys.readouterr().err
+    assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize("option, value", [("--lr", "0"), ("--lr", "-1"), ("--window", "0"),
+                                           ("--steps", "-5"), ("--batch", "x")])
+def test_bad_options_name_the_option(corpus, tmp_path, capsys, option, value):
+    args = train_args(corpus, tmp_path / "c.npz") + [option, value]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args)
+    assert exc.value.code == 2
+    assert option in capsys.readouterr().err
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_info(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "backends:" in out and "numba cache:" in out

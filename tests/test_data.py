@@ -1,0 +1,60 @@
+"""Vocabulary, streams and windows."""
+import numpy as np
+import pytest
+
+from fastrnn import data
+
+
+def test_vocabulary_round_trip():
+    vocab = data.Vocabulary.from_text("hello world")
+    assert vocab.chars == " dehlorw" and len(vocab) == 8
+    assert vocab.decode(vocab.encode("world hello")) == "world hello"
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", r"^text: expected at least 2"),
+    ("a\x00b" * 10, r"^text: looks binary"),
+    ("".join(chr(i) for i in range(1, 32)) * 4, r"^text: looks binary"),
+])
+def test_bad_text(text, match):
+    with pytest.raises(ValueError, match=match):
+        data.Vocabulary.from_text(text)
+
+
+def test_read_text_rejects_binary_and_missing_files(tmp_path):
+    (tmp_path / "bin").write_bytes(bytes(range(256)))
+    with pytest.raises(ValueError, match=r"^text: .* looks binary"):
+        data.read_text(tmp_path / "bin")
+    (tmp_path / "latin").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"^text: .* is not UTF-8"):
+        data.read_text(tmp_path / "latin")
+    with pytest.raises(ValueError, match=r"^text: no such file"):
+        data.read_text(tmp_path / "missing.txt")
+
+
+def test_streams_are_contiguous_and_time_major():
+    s = data.streams(np.arange(10), 3)
+    np.testing.assert_array_equal(s, [[0, 3, 6], [1, 4, 7], [2, 5, 8]])
+    with pytest.raises(ValueError, match=r"^batch_size: "):
+        data.streams(np.arange(10), 6)
+
+
+def test_lm_windows_shift_by_one():
+    ids = data.streams(np.arange(40), 2)
+    pairs = list(data.lm_windows(ids, 6))
+    assert [x.shape[0] for x, _ in pairs] == [6, 6, 6, 1]
+    for x, y in pairs:
+        np.testing.assert_array_equal(y, x + 1)
+
+
+def test_series_windows_predict_the_next_values():
+    values = data.streams(np.arange(30.0), 3)      # (10, 3)
+    x, y = data.series_windows(values, horizon=2)
+    assert x.shape == (8, 3, 1) and y.shape == (8, 3, 2)
+    np.testing.assert_array_equal(y[..., 0], x[..., 0] + 1)
+    np.testing.assert_array_equal(y[..., 1], x[..., 0] + 2)
+
+
+def test_stdlib_corpus_is_deterministic_ascii():
+    a = data.stdlib_corpus(50_000)
+    assert a == data.stdlib_corpus(50_000) and len(a) == 50_000 and a.isascii()

@@ -1,0 +1,174 @@
+"""The model API: truncated BPTT, training behaviour, resuming, checkpoints, sampling."""
+import math
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import data
+from fastrnn.model import RNN, NonFiniteError
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 40
+
+
+def char_streams(text=TEXT, batch=4):
+    vocab = data.Vocabulary.from_text(text)
+    ids = vocab.encode(text)
+    return vocab, data.streams(ids[:-1], batch), data.streams(ids[1:], batch)
+
+
+def trained(steps, backend="auto", dtype=np.float64, seed=0, **fit):
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 16, dtype=dtype, seed=seed, backend=backend)
+    model.configure("adam", 1e-2)
+    losses = []
+    model.fit(x, y, window=10, epochs=100, steps=steps, clip_norm=5.0,
+              callback=lambda info: losses.append(info["loss"]), **fit)
+    return model, losses
+
+
+def test_fit_learns_a_repetitive_text():
+    model, losses = trained(150)
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+    sample = model.sample("the ", 40, temperature=0.5, seed=1)
+    assert sample.startswith("the ") and len(sample) == 44
+
+
+def test_truncated_bptt_carries_the_state_across_windows():
+    """Windows see the state the previous window ended in, not zeros."""
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    model.configure("sgd", 1e-12)            # parameters stay (numerically) put
+    model.fit(x, y, window=7, steps=3)
+    _, h_expected = model.forward(x[:21])
+    np.testing.assert_allclose(model.carry, h_expected, rtol=1e-9)
+    assert model.progress["position"] == 21
+
+
+def test_state_resets_at_each_epoch():
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    model.configure("sgd", 1e-12)
+    N = x.shape[0]
+    model.fit(x, y, window=N, epochs=1)      # one window is one epoch
+    assert model.progress == dict(steps=1, epoch=1, position=0, skipped=0)
+    model.fit(x, y, window=5, epochs=2, steps=1)
+    _, h_expected = model.forward(x[:5])     # started again from zeros
+    np.testing.assert_allclose(model.carry, h_expected, rtol=1e-9)
+
+
+@pytest.mark.skipif("numba" not in fastrnn.available_backends(), reason="needs numba")
+def test_numba_and_reference_give_the_same_trajectory():
+    _, ref = trained(20, backend="reference")
+    _, comp = trained(20, backend="numba")
+    np.testing.assert_allclose(comp, ref, rtol=1e-9)
+
+
+def test_resume_continues_bit_exactly(tmp_path):
+    straight, losses_straight = trained(25)
+    first, losses_first = trained(10)
+    path = first.save(tmp_path / "model.npz")
+    resumed = RNN.load(path)
+    vocab, x, y = char_streams()
+    rest = []
+    resumed.fit(x, y, window=10, epochs=100, steps=15, clip_norm=5.0,
+                callback=lambda info: rest.append(info["loss"]))
+    assert losses_first + rest == losses_straight
+    np.testing.assert_array_equal(resumed.params.data, straight.params.data)
+    assert resumed.progress == straight.progress
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model, _ = trained(5, dtype=np.float32)
+    loaded = RNN.load(model.save(tmp_path / "m.npz"))
+    assert loaded.vocabulary == model.vocabulary and loaded.loss == model.loss
+    assert loaded.params.dtype == np.float32 and loaded.optimizer.steps == 5
+    np.testing.assert_array_equal(loaded.params.data, model.params.data)
+    assert loaded.sample("the", 20, seed=3) == model.sample("the", 20, seed=3)
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    """A crash mid-save leaves the previous checkpoint intact and no temporary file."""
+    model, _ = trained(3)
+    path = model.save(tmp_path / "m.npz")
+    before = path.read_bytes()
+    model.fit(*char_streams()[1:], window=10, steps=2)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04 truncated"])
+def test_corrupt_checkpoint_is_refused(tmp_path, content):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"^checkpoint: .* is not a valid fastrnn"):
+        RNN.load(path)
+
+
+def test_foreign_npz_and_missing_file_are_refused(tmp_path):
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match=r"^checkpoint: "):
+        RNN.load(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match=r"^checkpoint: no such file"):
+        RNN.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_non_finite_steps_are_never_applied():
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    model.params.b[:] = 100.0                 # s_t = 1 ...
+    model.params.V[:] = 1.7e308               # ... so o_t = c + V s_t overflows
+    model.params.c[:] = 1.7e308
+    before = model.params.data.copy()
+    with pytest.raises(NonFiniteError, match="training step 1: loss: "):
+        model.fit(x, y, window=10, steps=5)
+    model.fit(x, y, window=10, steps=3, on_nonfinite="skip")
+    assert model.progress["skipped"] == 3 and model.progress["steps"] == 3
+    np.testing.assert_array_equal(model.params.data, before)
+
+
+def test_time_series_regression_beats_the_last_value():
+    rng = np.random.default_rng(0)
+    t = np.arange(4000)
+    series = np.sin(2 * np.pi * t / 50) + 0.02 * rng.standard_normal(t.size)
+    x, y = data.series_windows(data.streams(series, 8), horizon=1)
+    model = RNN(1, 24, 1, loss="mse", seed=0)
+    model.configure("adam", 1e-2)
+    model.fit(x, y, window=25, epochs=10)
+    mse = float(((model.forward(x)[0] - y) ** 2)[25:].mean())
+    last_value = float(((x - y) ** 2)[25:].mean())
+    assert mse < 0.2 * last_value
+
+
+def test_streaming_step_matches_forward():
+    model, _ = trained(5)
+    ids = model.vocabulary.encode("the quick")
+    o_seq, _ = model.forward(ids[:, None])
+    model.reset_state()
+    for t, token in enumerate(ids):
+        np.testing.assert_allclose(model.step(int(token)), o_seq[t], rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda m, x, y: m.fit(x, y, window=0), "window"),
+    (lambda m, x, y: m.fit(x, y, window=5, on_nonfinite="ignore"), "on_nonfinite"),
+    (lambda m, x, y: m.fit(x, y[:3], window=5), "x, y"),
+    (lambda m, x, y: m.configure("lbfgs"), "optimizer"),
+    (lambda m, x, y: m.configure("adam", lr=-1.0), "lr"),
+    (lambda m, x, y: m.sample("the", 5, temperature=0), "temperature"),
+    (lambda m, x, y: m.sample("th€", 5), "text"),
+])
+def test_model_rejects_bad_arguments(call, argument):
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    with pytest.raises(ValueError, match=rf"^{argument}: "):
+        call(model, x, y)
+    assert math.isfinite(model.params.data.sum())

@@ -1,0 +1,145 @@
+"""Optimisers and clipping against torch.optim and torch.nn.utils, on the same gradients."""
+import math
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import optim
+
+torch = pytest.importorskip("torch")
+
+P = 37
+
+
+def gradients(steps, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(P) * (1 + k) for k in range(steps)]
+
+
+def run_fastrnn(optimizer, grads):
+    params = _flat_params()
+    for g in grads:
+        gp = params.zeros_like()
+        gp.data[...] = g
+        optimizer.step(params, gp)
+    return params.data
+
+
+def _flat_params():
+    """A Params whose flat buffer has P entries: D=33, H=1, O=1 gives 33+1+1+1+1 = 37."""
+    params = fastrnn.Params(33, 1, 1)
+    params.data[...] = np.linspace(-1, 1, P)
+    return params
+
+
+def run_torch(make, grads):
+    theta = torch.nn.Parameter(torch.tensor(np.linspace(-1, 1, P)))
+    opt = make([theta])
+    for g in grads:
+        theta.grad = torch.tensor(g)
+        opt.step()
+    return theta.detach().numpy()
+
+
+CASES = [
+    ("sgd", lambda: optim.SGD(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    ("momentum", lambda: optim.SGD(0.1, momentum=0.9),
+     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
+    ("nesterov", lambda: optim.SGD(0.1, momentum=0.9, nesterov=True),
+     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
+    ("adagrad", lambda: optim.Adagrad(0.1), lambda p: torch.optim.Adagrad(p, lr=0.1)),
+    ("rmsprop", lambda: optim.RMSprop(0.01), lambda p: torch.optim.RMSprop(p, lr=0.01)),
+    ("adam", lambda: optim.Adam(1e-2), lambda p: torch.optim.Adam(p, lr=1e-2)),
+    ("adam-betas", lambda: optim.Adam(3e-3, betas=(0.8, 0.99), eps=1e-6),
+     lambda p: torch.optim.Adam(p, lr=3e-3, betas=(0.8, 0.99), eps=1e-6)),
+]
+
+
+@pytest.mark.parametrize("make, make_torch", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_optimizer_matches_torch(make, make_torch):
+    grads = gradients(20)
+    np.testing.assert_allclose(run_fastrnn(make(), grads), run_torch(make_torch, grads),
+                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_state_dict_round_trip_continues_exactly(name):
+    grads = gradients(10)
+    straight = optim.OPTIMIZERS[name](0.01, **({"momentum": 0.9} if name == "sgd" else {}))
+    expected = run_fastrnn(straight, grads)
+    first = optim.OPTIMIZERS[name](0.01, **({"momentum": 0.9} if name == "sgd" else {}))
+    params = _flat_params()
+    for g in grads[:4]:
+        gp = params.zeros_like()
+        gp.data[...] = g
+        first.step(params, gp)
+    second = optim.from_config(type(first).__name__, first.config())
+    second.load_state_dict({k: (v.copy() if isinstance(v, np.ndarray) else v)
+                            for k, v in first.state_dict().items()})
+    for g in grads[4:]:
+        gp = params.zeros_like()
+        gp.data[...] = g
+        second.step(params, gp)
+    np.testing.assert_array_equal(params.data, expected)
+
+
+def test_schedules():
+    assert optim.Constant(0.1)(1000) == 0.1
+    step = optim.StepDecay(1.0, every=10, gamma=0.5)
+    assert [step(t) for t in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+    cos = optim.Cosine(1.0, total=100, min_lr=0.1)
+    assert cos(0) == 1.0 and cos(100) == pytest.approx(0.1) and cos(500) == pytest.approx(0.1)
+    assert cos(50) == pytest.approx(0.55)
+    sgd = optim.SGD(step)
+    params = _flat_params()
+    before = params.data.copy()
+    for _ in range(10):
+        sgd.step(params, params.zeros_like())
+    assert sgd.lr == 0.5
+    np.testing.assert_array_equal(params.data, before)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])
+def test_clip_grad_norm_matches_torch(max_norm):
+    g = gradients(1)[0]
+    grads = _flat_params().zeros_like()
+    grads.data[...] = g
+    norm = optim.clip_grad_norm(grads, max_norm)
+    t = torch.nn.Parameter(torch.zeros(P, dtype=torch.float64))
+    t.grad = torch.tensor(g)
+    expected_norm = torch.nn.utils.clip_grad_norm_([t], max_norm)
+    assert norm == pytest.approx(expected_norm.item(), rel=1e-12)
+    np.testing.assert_allclose(grads.data, t.grad.numpy(), rtol=1e-12)
+
+
+def test_clip_grad_value_and_nonfinite_norm():
+    grads = _flat_params().zeros_like()
+    grads.data[...] = np.linspace(-10, 10, P)
+    optim.clip_grad_value(grads, 5.0)
+    assert grads.data.max() == 5.0 and grads.data.min() == -5.0
+    grads.data[3] = np.nan
+    assert math.isnan(optim.clip_grad_norm(grads, 1.0))
+    assert math.isnan(grads.data[3]) and grads.data[0] == -5.0
+
+
+@pytest.mark.parametrize("make, argument", [
+    (lambda: optim.Adam(0.0), "lr"),
+    (lambda: optim.SGD(0.1, momentum=1.5), "momentum"),
+    (lambda: optim.SGD(0.1, nesterov=True), "nesterov"),
+    (lambda: optim.RMSprop(0.1, eps=-1.0), "eps"),
+    (lambda: optim.StepDecay(0.1, every=0), "every"),
+    (lambda: optim.clip_grad_norm(_flat_params(), 0.0), "max_norm"),
+    (lambda: optim.from_config("Lion", {}), "optimizer"),
+])
+def test_bad_hyperparameters(make, argument):
+    with pytest.raises(ValueError, match=rf"^{argument}: "):
+        make()
+
+
+def test_optimizer_refuses_other_params():
+    adam = optim.Adam()
+    adam.step(_flat_params(), _flat_params().zeros_like())
+    other = fastrnn.init_params(3, 4, 2)
+    with pytest.raises(ValueError, match=r"^params: "):
+        adam.step(other, other.zeros_like())
