@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _checks, backends
-from .kernels import get_workspace
+from .kernels import _run_forward, get_workspace
 from .params import Params
 
 
@@ -33,10 +33,7 @@ def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     y = _checks.check_y(params, y, loss, T, B)
     h0 = _checks.check_state(params, h0, B)
     ws = get_workspace(params, T, B)
-    if h0 is None:
-        ws.s[0].fill(0.0)
-        h0 = ws.s[0]
-    kernels.forward(params, x, h0, ws)
+    _run_forward(kernels, params, x, h0, ws)
     kernels.loss(loss, "sum", y, ws)
     if last_step_only:
         ws.do[:-1] = 0.0

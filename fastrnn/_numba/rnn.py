@@ -91,9 +91,7 @@ def _add(a, b):
 def _add_rows(M, v):
     """M[r] += v for every row; M (N, K), v (K,)."""
     for r in range(M.shape[0]):
-        row = M[r]
-        for k in range(v.size):
-            row[k] += v[k]
+        _add(M[r], v)
 
 
 @jit
@@ -101,9 +99,7 @@ def _sum_rows(M, v):
     """v = sum_r M[r]; M (N, K), v (K,)."""
     v[:] = 0.0
     for r in range(M.shape[0]):
-        row = M[r]
-        for k in range(v.size):
-            v[k] += row[k]
+        _add(v, M[r])
 
 
 @jit
