@@ -1,11 +1,11 @@
 """Streaming inference: the cost of one step called from Python.
 
 Legend: B batch, D input size, H hidden size, O output size. All benchmarks here use
-``fastrnn.bench.STEP_SIZE`` (B=1 D=8 H=64 O=8 float32) and a dense (B, D) input; the
-state carries over from call to call, as in a real stream.
+``fastrnn.bench.STEP_SIZE`` (B=1 D=8 H=64 O=8 float32) and a dense (B, D) input.
 
-A call takes microseconds, so the samples are many (``repeat``): asv may time single
-calls when a benchmark has a ``setup``.
+A call takes a few microseconds. asv_runner (0.3.x) re-runs ``setup`` before every sample
+of a benchmark that has one and then times a single call, so the samples are many
+(``repeat``), and a figure includes the timer's overhead (well under a microsecond).
 """
 import contextlib
 
@@ -13,7 +13,7 @@ import fastrnn
 
 from .common import BACKENDS, check_backend, step_problem
 
-# (min samples, max samples, seconds): enough single-call samples for a stable median.
+# (min samples, max samples, seconds of sampling)
 MICRO_REPEAT = (50, 500, 5.0)
 
 
