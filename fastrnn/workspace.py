@@ -35,7 +35,10 @@ class Workspace:
     """Buffers for sequences of T steps in batches of B, for Params shaped like ``params``."""
 
     def __init__(self, params: Params, T: int, B: int):
-        if T < 1 or B < 1:
+        if not isinstance(params, Params):
+            raise TypeError(f"params: expected fastrnn.Params, got {type(params).__name__}")
+        if not isinstance(T, (int, np.integer)) or not isinstance(B, (int, np.integer)) \
+                or T < 1 or B < 1:
             raise ValueError(f"Workspace: expected T >= 1 and B >= 1, got T={T}, B={B}")
         self.T, self.B = int(T), int(B)
         self.cell = params.cell

@@ -70,11 +70,12 @@ def test_final_state_carries_over():
     np.testing.assert_allclose(h_end, h_whole, rtol=1e-14)
 
 
-def test_sgd_step_descends():
-    params, x, y, h0 = make_problem(T=6, B=2)
-    before = params.data.copy()
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_step_is_the_reference_update_and_descends(dtype):
+    params, x, y, h0 = make_problem(T=6, B=2, dtype=dtype)
     L0, grads, _ = fastrnn.loss_and_grad(params, x, y, h0)
-    expected = before - 0.05 * grads.data
+    expected = params.data.copy()
+    reference.sgd_update(expected, grads.data, 0.05)
     fastrnn.sgd_step(params, grads, 0.05)
     np.testing.assert_array_equal(params.data, expected)
     assert fastrnn.loss_and_grad(params, x, y, h0)[0] < L0
