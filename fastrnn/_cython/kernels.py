@@ -1,0 +1,93 @@
+"""The Cython backend behind the kernel contract (documented in fastrnn.backends).
+
+Importing this module raises ImportError when the extension was not built, which is how
+the registry learns that the backend is unavailable.
+
+The kernels are built twice (see setup.py): ``rnn`` for any CPU of the platform and, on
+x86-64, ``rnn_avx2``, used when the CPU has AVX2 (``ISA`` says which one runs). Both
+compute the same bits; the AVX2 build runs the elementwise loops twice as wide.
+
+The time loop multiplies a (B, H) block by W at every step, through BLAS when
+B * H * H >= ``BLAS_MIN_WORK`` (for a single row, ``GEMV_FACTOR`` times that) and
+through plain loops below. BLAS accumulates onto a_t and kappa_t without a separate
+pass, so it pays off much earlier here than in the Numba backend: from B * H * H =
+2 * 32 * 32 for B >= 2, and from H = 128 for one row, which goes to GEMV (measured on
+the development machine, AVX2 build, both dtypes, T = 25, D = O = 64; the loops of the
+baseline build are slower, so there BLAS would pay off earlier still).
+
+Typed memoryviews of the arrays that live as long as their owner (the parameters, the
+workspace, the gradients) are made once per owner and reused: made afresh, each would
+be a small Python object per array per call, about 2.5 kB for a backward pass.
+"""
+import weakref
+from operator import attrgetter, is_
+
+from . import rnn
+
+ISA = "baseline"
+if rnn.cpu_has_avx2():
+    try:
+        from . import rnn_avx2 as rnn
+        ISA = "avx2"
+    except ImportError:     # not built: not x86-64, or the compiler refused -mavx2
+        pass
+
+BLAS_MIN_WORK = 2 * 32 * 32
+GEMV_FACTOR = 8
+
+PARAMS = attrgetter("U", "W", "b", "V", "c")
+WORKSPACE = attrgetter("a", "s", "o", "do", "kappa", "da", "WT")
+GRADS = attrgetter("U", "W", "b", "V", "c", "h0")
+
+_views: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _blas(B: int, H: int) -> bool:
+    return B * H * H >= BLAS_MIN_WORK * (GEMV_FACTOR if B == 1 else 1)
+
+
+def _view(a):
+    return (rnn.view1, rnn.view2, rnn.view3)[a.ndim - 1](a)
+
+
+def views(owner, arrays_of):
+    """Typed memoryviews of the arrays ``arrays_of(owner)``, made on first use.
+
+    They are made again when an attribute has been rebound to another array. (Written
+    without generator expressions, whose frames would be allocated at every call.)
+    """
+    arrays = arrays_of(owner)
+    cached = _views.get(owner)
+    if cached is None or cached[0] is not arrays_of or not all(map(is_, arrays, cached[1])):
+        cached = _views[owner] = (arrays_of, arrays, tuple(map(_view, arrays)))
+    return cached[2]
+
+
+def forward(params, x, h0, ws):
+    kernel = rnn.forward_ids if x.ndim == 2 else rnn.forward_dense
+    U, W, b, V, c = views(params, PARAMS)
+    a, s, o, _, _, _, WT = views(ws, WORKSPACE)
+    kernel(rnn.CELLS[params.cell], U, W, b, V, c, x, h0, a, s, o, WT,
+           _blas(ws.B, params.hidden_size))
+
+
+def loss(kind, reduction, y, ws):
+    scale = 1.0 / y.size if reduction == "mean" else 1.0
+    kernel = rnn.cross_entropy if kind == "cross_entropy" else rnn.squared_error
+    _, _, o, do, _, _, _ = views(ws, WORKSPACE)
+    return kernel(o, y, scale, do)
+
+
+def backward(params, x, ws, grads):
+    kernel = rnn.backward_ids if x.ndim == 2 else rnn.backward_dense
+    _, W, _, V, _ = views(params, PARAMS)
+    a, s, _, do, kappa, da, _ = views(ws, WORKSPACE)
+    dU, dW, db, dV, dc, dh0 = views(grads, GRADS)
+    kernel(rnn.CELLS[params.cell], W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0,
+           _blas(ws.B, params.hidden_size))
+
+
+def step(params, x_t, h, a, o_out, h_out):
+    kernel = rnn.step_ids if x_t.ndim == 1 else rnn.step_dense
+    U, W, b, V, c = views(params, PARAMS)
+    return kernel(rnn.CELLS[params.cell], U, W, b, V, c, x_t, h, a, o_out, h_out)
