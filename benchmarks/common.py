@@ -13,7 +13,7 @@ from fastrnn.bench import SIZES, STEP_SIZE
 
 SIZE_NAMES = tuple(SIZES)
 DTYPES = ("float32", "float64")
-BACKENDS = ("numba", "reference")
+BACKENDS = ("cython", "numba", "reference")
 
 
 def size(name: str, dtype: str) -> dict:

@@ -25,7 +25,7 @@ SIZES = {
     "M": dict(T=100, B=32, D=64, H=256, O=64, dtype="float32", tokens=False),
     "L": dict(T=50, B=128, D=256, H=1024, O=256, dtype="float32", tokens=False),
 }
-SYSTEMS = ("numba", "reference", "numpy-loop", "torch")
+SYSTEMS = ("cython", "numba", "reference", "numpy-loop", "torch")
 STEP_SIZE = dict(B=1, D=8, H=64, O=8, dtype="float32")
 
 
@@ -237,13 +237,14 @@ def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, out=sys.stdout) -> 
                     print(f"  {system:12s} failed: {r['error']}", file=out)
                 continue
             rows[system] = r["ms"]
-        base = rows.get("numba")
+        compiled = [s for s in ("cython", "numba") if s in rows]
+        best = min(compiled, key=rows.get) if compiled else None
         for system, ms in rows.items():
             gflops = flops / (ms * 1e-3) / 1e9
             line = (f"  {system:12s} {ms:10.3f} ms {gflops:8.1f} GFLOP/s "
                     f"{100 * gflops / peaks[size['dtype']]:5.1f}% of peak")
-            if base is not None and system != "numba":
-                line += f"   numba is {ms / base:6.2f}x faster"
+            if best is not None and system != best:
+                line += f"   {best} is {ms / rows[best]:6.2f}x faster"
             print(line, file=out)
         results[name] = rows
     if stream:

@@ -224,7 +224,7 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     For a loop over many steps, ``Stream`` makes these checks once.
     """
     params = _checks.check_params(params, finite=False)
-    kernels = backends.get(backend)
+    kernels = backends.get(backend, "step")
     x_t = _check_step_input(params, x_t)
     B = x_t.shape[0]
     if h is None:
@@ -249,7 +249,7 @@ class Stream:
 
     def __init__(self, params: Params, batch_size: int = 1, h0=None, *, backend="auto"):
         self.params = _checks.check_params(params)
-        self._step = backends.get(backend).step
+        self._step = backends.get(backend, "step").step
         if isinstance(batch_size, (bool, np.bool_)) or \
                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
