@@ -13,7 +13,7 @@ def _loss(params, x, y, h0, loss, reduction, backend):
                          backend=backend)[0]
 
 
-def _numeric_gradient(f, theta: np.ndarray, eps: float) -> np.ndarray:
+def numeric_gradient(f, theta: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     """dL/dtheta by the fourth-order central difference, perturbing theta in place.
 
     (-f(+2e) + 8 f(+e) - 8 f(-e) + f(-2e)) / (12 e) has truncation error O(e^4), so a
@@ -30,6 +30,12 @@ def _numeric_gradient(f, theta: np.ndarray, eps: float) -> np.ndarray:
         flat[i] = saved
         out[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * eps)
     return grad
+
+
+def relative_error(numeric: np.ndarray, analytic: np.ndarray) -> float:
+    """max |numeric - analytic| / max(|numeric|, |analytic|) over a tensor; 0 if both are 0."""
+    scale = max(np.abs(numeric).max(), np.abs(analytic).max())
+    return float(np.abs(numeric - analytic).max() / scale) if scale > 0 else 0.0
 
 
 def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction="sum",
@@ -64,10 +70,5 @@ def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction=
     def f():
         return _loss(params, x, y, h0, loss, reduction, backend)
 
-    errors = {}
-    for name, theta in params.items() + [("h0", h0)]:
-        numeric = _numeric_gradient(f, theta, eps)
-        scale = max(np.abs(numeric).max(), np.abs(analytic[name]).max())
-        diff = np.abs(numeric - analytic[name]).max()
-        errors[name] = float(diff / scale) if scale > 0 else 0.0
-    return errors
+    return {name: relative_error(numeric_gradient(f, theta, eps), analytic[name])
+            for name, theta in params.items() + [("h0", h0)]}

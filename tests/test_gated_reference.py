@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from fastrnn.gradcheck import numeric_gradient, relative_error
 from fastrnn.reference.gru import gru_bptt, gru_forward
 from fastrnn.reference.lstm import lstm_bptt, lstm_forward
 from fastrnn.reference.rnn import loss_and_output_grad
@@ -53,30 +54,6 @@ def loss_and_grads(cell, arrays, x, y, loss):
     bptt = lstm_bptt if cell == "lstm" else gru_bptt
     grads = bptt(arrays["U"], arrays["W"], arrays["V"], x, cache, do)
     return L, cache, {name: grads["d" + name] for name in arrays}
-
-
-def numeric_gradient(f, theta, eps=1e-4):
-    """dL/dtheta by the fourth-order central difference, perturbing theta in place.
-
-    (-f(+2e) + 8 f(+e) - 8 f(-e) + f(-2e)) / (12 e) has truncation error O(e^4).
-    """
-    grad = np.empty_like(theta)
-    flat, out = theta.reshape(-1), grad.reshape(-1)
-    for k in range(flat.size):
-        saved = flat[k]
-        values = []
-        for step in (2, 1, -1, -2):
-            flat[k] = saved + step * eps
-            values.append(f())
-        flat[k] = saved
-        out[k] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * eps)
-    return grad
-
-
-def relative_error(numeric, analytic):
-    """max |numeric - analytic| / max(|numeric|, |analytic|) over the whole tensor."""
-    scale = max(np.abs(numeric).max(), np.abs(analytic).max())
-    return float(np.abs(numeric - analytic).max() / scale) if scale > 0 else 0.0
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
