@@ -59,7 +59,7 @@ import numpy as np
 
 from .._config import jit
 from .rnn import (_add, _add_matvec_rows, _add_rows, _copy, _flat, _output, _sum_rows,
-                  _transpose, cross_entropy, squared_error)
+                  _transpose, cross_entropy, project_dense, project_ids, squared_error)
 from .vecmath import sigmoid, tanh
 
 __all__ = ["lstm_forward_dense", "lstm_forward_ids", "lstm_backward_dense",
@@ -122,21 +122,6 @@ def _add_product(a, b, c):
     """a += b * c, elementwise over 1-D arrays of one size."""
     for k in range(a.size):
         a[k] += b[k] * c[k]
-
-
-@jit
-def _gather(U, b, x, a):
-    """a[t, r] = b + U[:, x[t, r]]: U x_t for token ids is a column of U, gathered.
-
-    U (G, D), b (G,), x (T, B) ids, a (T, B, G).
-    """
-    T, B = x.shape
-    G = U.shape[0]
-    for t in range(T):
-        for r in range(B):
-            row, col = a[t, r], x[t, r]
-            for i in range(G):
-                row[i] = b[i] + U[i, col]
 
 
 @jit
@@ -263,11 +248,7 @@ def lstm_forward_dense(U, W, b, V, c, x, h0, c0, gates, cell, h, o, blas, WT=Non
         cell[0] = c0; h (T + 1, B, H) with h[0] = h0; o (T, B, O).
     Scratch WT (H, 4H), optional: receives W^T for the looped product (blas false).
     """
-    T, B, D = x.shape
-    G = W.shape[0]
-    g2 = gates.reshape(T * B, G)
-    np.dot(x.reshape(T * B, D), U.T, g2)
-    _add_rows(g2, b)
+    project_dense(U, b, x, gates)
     _lstm_recurrence(W, h0, c0, gates, cell, h, o, blas, WT)
     _output(V, c, h, o)
 
@@ -278,7 +259,7 @@ def lstm_forward_ids(U, W, b, V, c, x, h0, c0, gates, cell, h, o, blas, WT=None)
 
     Arguments as ``lstm_forward_dense``.
     """
-    _gather(U, b, x, gates)
+    project_ids(U, b, x, gates)
     _lstm_recurrence(W, h0, c0, gates, cell, h, o, blas, WT)
     _output(V, c, h, o)
 
@@ -454,11 +435,7 @@ def gru_forward_dense(U, W, b, b_hh, V, c, x, h0, gates, ah_n, h, o, blas, WT=No
     Scratch WT (3H * H entries, e.g. (H, 3H)), optional: receives the transposed gate
     blocks of W for the looped product (blas false).
     """
-    T, B, D = x.shape
-    G = W.shape[0]
-    g2 = gates.reshape(T * B, G)
-    np.dot(x.reshape(T * B, D), U.T, g2)
-    _add_rows(g2, b)
+    project_dense(U, b, x, gates)
     _gru_recurrence(W, b_hh, h0, gates, ah_n, h, o, blas, WT)
     _output(V, c, h, o)
 
@@ -466,7 +443,7 @@ def gru_forward_dense(U, W, b, b_hh, V, c, x, h0, gates, ah_n, h, o, blas, WT=No
 @jit
 def gru_forward_ids(U, W, b, b_hh, V, c, x, h0, gates, ah_n, h, o, blas, WT=None):
     """GRU forward pass for token ids x (T, B); arguments as ``gru_forward_dense``."""
-    _gather(U, b, x, gates)
+    project_ids(U, b, x, gates)
     _gru_recurrence(W, b_hh, h0, gates, ah_n, h, o, blas, WT)
     _output(V, c, h, o)
 

@@ -164,13 +164,36 @@ def _output(V, c, s, o):
 
 
 @jit
-def forward_dense(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
-    """Forward pass for dense inputs x (T, B, D); fills a, s and o."""
+def project_dense(U, b, x, a):
+    """a = X U^T + b for all T * B rows at once, one GEMM.
+
+    U (G, D), b (G,), x (T, B, D), a (T, B, G); G is H, or a multiple for gated cells.
+    """
     T, B, D = x.shape
-    H = W.shape[0]
-    a2 = a.reshape(T * B, H)
+    a2 = a.reshape(T * B, U.shape[0])
     np.dot(x.reshape(T * B, D), U.T, a2)
     _add_rows(a2, b)
+
+
+@jit
+def project_ids(U, b, x, a):
+    """a[t, r] = b + U[:, x[t, r]]: U x_t for token ids is a column of U, gathered.
+
+    U (G, D), b (G,), x (T, B) ids, a (T, B, G).
+    """
+    T, B = x.shape
+    G = U.shape[0]
+    for t in range(T):
+        for r in range(B):
+            row, col = a[t, r], x[t, r]
+            for i in range(G):
+                row[i] = b[i] + U[i, col]
+
+
+@jit
+def forward_dense(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
+    """Forward pass for dense inputs x (T, B, D); fills a, s and o."""
+    project_dense(U, b, x, a)
     _recurrence(act, W, WT, h0, a, s, blas)
     _output(V, c, s, o)
 
@@ -178,13 +201,7 @@ def forward_dense(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
 @jit
 def forward_ids(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
     """Forward pass for token ids x (T, B): U x_t is column x_t of U, gathered."""
-    T, B = x.shape
-    H = W.shape[0]
-    for t in range(T):
-        for r in range(B):
-            row, col = a[t, r], x[t, r]
-            for i in range(H):
-                row[i] = b[i] + U[i, col]
+    project_ids(U, b, x, a)
     _recurrence(act, W, WT, h0, a, s, blas)
     _output(V, c, s, o)
 
