@@ -120,15 +120,44 @@ def check_x(params: Params, x, argument: str = "x") -> np.ndarray:
     return _float_block(params, x, argument)
 
 
+def describe(a) -> str:
+    if isinstance(a, np.ndarray):
+        return f"{a.dtype.name} array of shape {a.shape}"
+    if isinstance(a, (tuple, list)):
+        return f"{type(a).__name__} of {len(a)}"
+    return type(a).__name__
+
+
+def _state_array(params: Params, h, shape, argument: str) -> np.ndarray:
+    h = _as_array(h, argument)
+    if h.shape == (1,) + shape:                  # PyTorch's (1, B, H) for one layer
+        h = h[0]
+    if h.shape != shape:
+        what = "(B, H)" if len(shape) == 2 else "(num_layers * directions, B, H)"
+        raise ValueError(f"{argument}: expected shape {what} = {shape}, got {h.shape}")
+    return _float_block(params, h, argument)
+
+
 def check_state(params: Params, h, B: int, argument: str = "h0"):
-    """A state (B, H) of the params' dtype, or None."""
+    """A state, or None.
+
+    The state is an array of ``params.state_shape(B)`` ((B, H), or (n, B, H) for n
+    layers and directions), and for the LSTM a pair (h, c) of such arrays.
+    """
     if h is None:
         return None
-    h = _as_array(h, argument)
-    shape = (B, params.hidden_size)
-    if h.shape != shape:
-        raise ValueError(f"{argument}: expected shape (B, H) = {shape}, got {h.shape}")
-    return _float_block(params, h, argument)
+    shape = params.state_shape(B)
+    if params.has_cell_state:
+        if not isinstance(h, (tuple, list)) or len(h) != 2:
+            raise TypeError(f"{argument}: expected an LSTM state, a pair (h, c) of arrays "
+                            f"of shape {shape}, got {describe(h)}")
+        return (_state_array(params, h[0], shape, f"{argument}[0] (h)"),
+                _state_array(params, h[1], shape, f"{argument}[1] (c)"))
+    if isinstance(h, (tuple, list)):
+        raise TypeError(f"{argument}: expected one array of shape {shape} for cell "
+                        f"{params.cell!r}, got a {describe(h)} (a pair (h, c) is the "
+                        f"state of an LSTM)")
+    return _state_array(params, h, shape, argument)
 
 
 def check_y(params: Params, y, loss: str, T: int, B: int) -> np.ndarray:

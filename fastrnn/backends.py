@@ -29,6 +29,17 @@ step(params, x_t, h, a, o_out, h_out) -> status
     Writes the new state s_t into h_out (B, H) and o_t into o_out (B, O). h_out may be h.
     Returns STEP_OK (0); STEP_BAD_INPUT (1) when x_t is not finite, having written
     nothing; STEP_BAD_OUTPUT (2) when o_t is not finite.
+
+These four serve the derivation's network: a vanilla cell, one layer, one direction.
+A backend that also runs stacks (gated cells, several layers, two directions; see
+``fastrnn.reference.stack`` and the stack workspace in ``fastrnn.workspace``) provides:
+
+stack_forward(params, x, h0, c0, ws)
+    h0 and c0 (n, B, H), c0 None but for the LSTM; they may be ws.h_T and ws.c_T.
+    Fills ws.o, ws.h_T (and ws.c_T), and what stack_backward reads.
+stack_backward(params, x, ws, grads)
+    After ``loss``: fills grads.data, grads.h0 (and grads.c0).
+A streaming step of a stack is its forward pass over one time step.
 """
 from __future__ import annotations
 
@@ -63,17 +74,24 @@ def available_backends() -> tuple[str, ...]:
     return tuple(name for name in _MODULES if _load(name) is not None)
 
 
+def runs_stacks(name: str) -> bool:
+    """Whether backend ``name`` implements the stack kernels."""
+    return hasattr(_load(name), "stack_forward")
+
+
 @functools.cache
-def _fastest(kind: str) -> str:
-    return next(name for name in KINDS[kind] if _load(name) is not None)
+def _fastest(kind: str, stack: bool) -> str:
+    return next(name for name in KINDS[kind]
+                if _load(name) is not None and (not stack or runs_stacks(name)))
 
 
-def resolve(backend: str = "auto", kind: str = "sequence") -> str:
-    """The concrete backend name that ``backend`` stands for in a call of ``kind``."""
+def resolve(backend: str = "auto", kind: str = "sequence", stack: bool = False) -> str:
+    """The concrete backend name that ``backend`` stands for in a call of ``kind``,
+    for the derivation's network or (``stack``) a gated, deep or bidirectional one."""
     if backend == "auto":
         override = _config.backend_override()
         if override is None:
-            return _fastest(kind)
+            return _fastest(kind, stack)
         backend, source = override, "FASTRNN_BACKEND"
     else:
         source = "backend"
@@ -83,9 +101,14 @@ def resolve(backend: str = "auto", kind: str = "sequence") -> str:
     if _load(backend) is None:
         raise ValueError(f"{source}: backend {backend!r} is not available here; "
                          f"available: {available_backends()}")
+    if stack and not runs_stacks(backend):
+        able = tuple(name for name in available_backends() if runs_stacks(name))
+        raise ValueError(f"{source}: backend {backend!r} runs only the one-layer, "
+                         f"one-direction vanilla RNN, not gated cells, several layers or "
+                         f"two directions; use one of {able}")
     return backend
 
 
-def get(backend: str = "auto", kind: str = "sequence"):
+def get(backend: str = "auto", kind: str = "sequence", stack: bool = False):
     """The module implementing the kernel contract for ``backend``."""
-    return _load(resolve(backend, kind))
+    return _load(resolve(backend, kind, stack))

@@ -45,9 +45,11 @@ def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction=
     Finite differences need float64, so the check runs on float64 copies of ``params``,
     ``x``, ``y`` and ``h0`` whatever their dtype. ``grads`` (a Grads with ``h0``) is the
     analytic gradient to check; by default ``loss_and_grad`` computes it with ``backend``.
+    ``h0`` is a state as ``loss_and_grad`` takes it (a pair (h0, c0) for the LSTM).
 
-    Returns ``{name: error}`` for U, W, b, V, c and h0 (dL/dh0), where the error of a
-    tensor is its largest absolute difference divided by its largest entry in magnitude,
+    Returns ``{name: error}`` for every parameter (U, W, b, V, c, and those of the other
+    layers and directions), h0 (dL/dh0) and, for the LSTM, c0 (dL/dc0), where the error
+    of a tensor is its largest absolute difference divided by its largest entry in magnitude,
     max_i |numeric_i - analytic_i| / max_i max(|numeric_i|, |analytic_i|), so that tiny
     entries of an otherwise large gradient do not dominate. A tensor whose gradient is
     exactly zero both ways has error 0.
@@ -60,15 +62,23 @@ def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction=
     if y.dtype.kind == "f":
         y = y.astype(np.float64)
     B = x.shape[1] if x.ndim >= 2 else 0
-    h0 = np.zeros((B, params.hidden_size)) if h0 is None else np.array(h0, dtype=np.float64)
+    shape = params.state_shape(B)
+    names = ("h0", "c0") if params.has_cell_state else ("h0",)
+    if h0 is None:
+        states = [np.zeros(shape) for _ in names]
+    else:
+        states = [np.array(part, dtype=np.float64)
+                  for part in (h0 if params.has_cell_state else (h0,))]
+    h0 = tuple(states) if params.has_cell_state else states[0]
     if grads is None:
         grads = loss_and_grad(params, x, y, h0, loss=loss, reduction=reduction,
                               backend=backend)[1]
     analytic = {name: np.array(view, dtype=np.float64) for name, view in grads.items()}
-    analytic["h0"] = np.array(grads.h0, dtype=np.float64)
+    for name in names:
+        analytic[name] = np.array(getattr(grads, name), dtype=np.float64)
 
     def f():
         return _loss(params, x, y, h0, loss, reduction, backend)
 
     return {name: relative_error(numeric_gradient(f, theta, eps), analytic[name])
-            for name, theta in params.items() + [("h0", h0)]}
+            for name, theta in params.items() + list(zip(names, states))}

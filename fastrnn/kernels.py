@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _checks, backends
 from ._numba.rnn import axpy
-from .backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT
+from .backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
 from .params import Grads, Params
 from .workspace import Workspace
 
@@ -54,17 +54,50 @@ def _check_grads(grads, params: Params, B: int) -> Grads | None:
     if not isinstance(grads, Grads) or not params.same_layout(grads):
         raise TypeError(f"grads: expected fastrnn.Grads of the params' layout ({params!r}), "
                         f"got {grads!r}")
-    if grads.h0.shape != (B, params.hidden_size):
-        raise ValueError(f"grads: expected grads.h0 of shape (B, H) = "
-                         f"{(B, params.hidden_size)}, got {grads.h0.shape}")
+    shape = params.state_shape(B)
+    if grads.h0.shape != shape:
+        raise ValueError(f"grads: expected grads.h0 of the state's shape {shape}, got "
+                         f"{grads.h0.shape}")
     return grads
 
 
+def _stack_state(state, ws: Workspace):
+    """The initial (h0, c0) of a stack as (n, B, H) arrays (c0 None but for the LSTM).
+
+    A missing state is zeros, written into the final-state buffers: each cell reads its
+    h0 before any cell writes its h_T, so those may serve as h0 (and so may an h_T that
+    the caller passes back).
+    """
+    if state is None:
+        ws.h_T.fill(0.0)
+        ws.c_T.fill(0.0)
+        return ws.h_T, (ws.c_T if ws.has_cell_state else None)
+    h0, c0 = state if ws.has_cell_state else (state, None)
+    shape = ws.h_T.shape
+    return h0.reshape(shape), (None if c0 is None else c0.reshape(shape))
+
+
 def _run_forward(kernels, params: Params, x, h0, ws: Workspace) -> None:
+    if ws.is_stack:
+        kernels.stack_forward(params, x, *_stack_state(h0, ws), ws)
+        return
     if h0 is None:
         ws.s[0].fill(0.0)
         h0 = ws.s[0]
     kernels.forward(params, x, h0, ws)
+
+
+def _run_backward(kernels, params: Params, x, ws: Workspace, grads: Grads) -> None:
+    if ws.is_stack:
+        kernels.stack_backward(params, x, ws, grads)
+    else:
+        kernels.backward(params, x, ws, grads)
+
+
+def _copy_state(state):
+    if isinstance(state, tuple):
+        return tuple(part.copy() for part in state)
+    return state.copy()
 
 
 def forward(params: Params, x, h0=None, *, backend="auto"):
@@ -74,8 +107,10 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     ----------
     params : Params
     x : ndarray (T, B, D) of the params' dtype, or integer token ids (T, B)
-    h0 : ndarray (B, H), optional
-        The initial state s_0; zeros when omitted.
+    h0 : ndarray, or a pair (h0, c0) for the LSTM, optional
+        The initial state s_0 of ``params.state_shape(B)``: (B, H) for one layer in one
+        direction, else (num_layers * directions, B, H) in PyTorch's order. Zeros when
+        omitted.
     backend : str
         "auto" or one of ``available_backends()``.
 
@@ -83,18 +118,18 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     -------
     o : ndarray (T, B, O)
         Outputs o_t = c + V s_t (the logits of a cross-entropy model).
-    h_T : ndarray (B, H)
-        The final state s_T, to carry into the next call.
+    h_T : ndarray, or a pair (h_T, c_T) for the LSTM
+        The final state s_T, shaped like h0, to carry into the next call.
     Both are fresh arrays that later calls leave alone.
     """
     params = _checks.check_params(params)
-    kernels = backends.get(backend)
+    kernels = backends.get(backend, stack=params.is_stack)
     x = _checks.check_x(params, x)
     T, B = x.shape[:2]
     h0 = _checks.check_state(params, h0, B)
     ws = get_workspace(params, T, B)
     _run_forward(kernels, params, x, h0, ws)
-    return ws.o.copy(), ws.s[T].copy()
+    return ws.o.copy(), _copy_state(ws.final_state())
 
 
 def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction="sum",
@@ -108,8 +143,9 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     y : ndarray
         Integer class ids (T, B) in [0, O) for ``loss="cross_entropy"`` (softmax over
         o_t), float targets (T, B, O) for ``loss="mse"`` (L_t = ||o_t - y_t||^2, no 1/2).
-    h0 : ndarray (B, H), optional
-        The initial state s_0; zeros when omitted.
+    h0 : ndarray, or a pair (h0, c0) for the LSTM, optional
+        The initial state s_0 of ``params.state_shape(B)`` (see ``forward``); zeros when
+        omitted.
     loss : {"cross_entropy", "mse"}
     reduction : {"sum", "mean"}
         "sum" is the derivation's L = sum_t L_t; "mean" divides by the number of terms,
@@ -127,15 +163,16 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
         Always finite: a non-finite loss raises ValueError naming ``params`` when a
         parameter is NaN or infinite, and FloatingPointError when the outputs overflowed.
     grads : Grads
-        dL/dU, dL/dW, dL/db, dL/dV, dL/dc as views of ``grads.data``, and ``grads.h0``
-        = dL/dh0 (B, H). Unless ``grads`` was passed, these belong to the workspace and
-        the next call with the same workspace overwrites them.
-    h_T : ndarray (B, H)
-        The final state s_T, a view into the workspace (overwritten by the next call;
-        passing it back as ``h0`` is safe).
+        dL/dU, dL/dW, dL/db, dL/dV, dL/dc (and every other layer's and direction's) as
+        views of ``grads.data``, and ``grads.h0`` = dL/dh0 (``grads.c0`` = dL/dc0 for
+        the LSTM), shaped like the state. Unless ``grads`` was passed, these belong to
+        the workspace and the next call with the same workspace overwrites them.
+    h_T : ndarray, or a pair (h_T, c_T) for the LSTM
+        The final state s_T, views into the workspace (overwritten by the next call;
+        passing them back as ``h0`` is safe).
     """
     params = _checks.check_params(params, finite=False)
-    kernels = backends.get(backend)
+    kernels = backends.get(backend, stack=params.is_stack)
     _checks.check_choice(loss, _checks.LOSSES, "loss")
     _checks.check_choice(reduction, _checks.REDUCTIONS, "reduction")
     x = _checks.check_x(params, x)
@@ -146,30 +183,39 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     grads = _check_grads(grads, params, B) or ws.grads
     _run_forward(kernels, params, x, h0, ws)
     value = _checks.check_loss(kernels.loss(loss, reduction, y, ws), params)
-    kernels.backward(params, x, ws, grads)
-    return value, grads, ws.s[T]
+    _run_backward(kernels, params, x, ws, grads)
+    return value, grads, ws.final_state()
+
+
+def _check_out_buffer(buf, shape, dtype, name: str) -> None:
+    if (not isinstance(buf, np.ndarray) or buf.shape != shape or buf.dtype != dtype
+            or not buf.flags.c_contiguous or not buf.flags.writeable):
+        raise ValueError(f"out: expected {name} to be a writable C-contiguous {dtype.name} "
+                         f"array of shape {shape}, got {_checks.describe(buf)}")
 
 
 def _check_step_out(out, params: Params, B: int):
-    shapes = ((B, params.output_size), (B, params.hidden_size))
+    """(o_out, h_out): new buffers, or the caller's checked; h_out is a pair for the LSTM."""
+    o_shape, h_shape = (B, params.output_size), params.state_shape(B)
     if out is None:
-        return tuple(np.empty(shape, dtype=params.dtype) for shape in shapes)
+        o_out = np.empty(o_shape, dtype=params.dtype)
+        h_out = np.empty(h_shape, dtype=params.dtype)
+        if params.has_cell_state:
+            h_out = (h_out, np.empty(h_shape, dtype=params.dtype))
+        return o_out, h_out
     if not isinstance(out, tuple) or len(out) != 2:
         raise TypeError(f"out: expected a pair (o_out, h_out), got {type(out).__name__}")
-    for name, buf, shape in zip(("o_out", "h_out"), out, shapes):
-        if (not isinstance(buf, np.ndarray) or buf.shape != shape
-                or buf.dtype != params.dtype or not buf.flags.c_contiguous
-                or not buf.flags.writeable):
-            raise ValueError(
-                f"out: expected {name} to be a writable C-contiguous {params.dtype.name} "
-                f"array of shape {shape}, got {_describe(buf)}")
-    return out
-
-
-def _describe(a) -> str:
-    if isinstance(a, np.ndarray):
-        return f"{a.dtype.name} array of shape {a.shape}"
-    return type(a).__name__
+    o_out, h_out = out
+    _check_out_buffer(o_out, o_shape, params.dtype, "o_out")
+    if params.has_cell_state:
+        if not isinstance(h_out, tuple) or len(h_out) != 2:
+            raise TypeError(f"out: expected h_out to be a pair (h, c) for an LSTM, got "
+                            f"{_checks.describe(h_out)}")
+        for name, buf in zip(("h_out[0]", "h_out[1]"), h_out):
+            _check_out_buffer(buf, h_shape, params.dtype, name)
+    else:
+        _check_out_buffer(h_out, h_shape, params.dtype, "h_out")
+    return o_out, h_out
 
 
 def _check_step_input(params: Params, x_t) -> np.ndarray:
@@ -183,7 +229,7 @@ def _check_step_input(params: Params, x_t) -> np.ndarray:
         return _checks.check_x(params, x_t.reshape(1, -1), "x_t")[0]
     if x_t.dtype.kind != "f" or x_t.ndim != 2 or x_t.shape[1] != D or x_t.shape[0] == 0:
         raise ValueError(f"x_t: expected a (B, {D}) block of {params.dtype.name}, one token "
-                         f"id or (B,) token ids, got {_describe(x_t)}")
+                         f"id or (B,) token ids, got {_checks.describe(x_t)}")
     if x_t.dtype != params.dtype:
         raise TypeError(f"x_t: expected dtype {params.dtype.name} (the params' dtype), got "
                         f"{x_t.dtype.name}")
@@ -196,45 +242,87 @@ def _check_step_status(status: int, params: Params, h) -> None:
         raise ValueError("x_t: expected finite values, got NaN or Inf")
     if status == STEP_BAD_OUTPUT:
         _checks.check_finite(params.data, "params")
-        _checks.check_finite(h, "h")
+        for part in (h if isinstance(h, tuple) else (h,)):
+            _checks.check_finite(part, "h")
         raise FloatingPointError("o_t: the output overflowed with finite params, state and "
                                  "input (weights too large)")
 
 
+def _step_stack(kernels, params: Params, x_t, state, o_out, state_out) -> int:
+    """One step of a stack: its forward pass over a sequence of one step.
+
+    state and state_out are pairs (h, c) of (n, B, H) arrays (c None but for the LSTM);
+    state_out may be state. Returns a step status, as the vanilla step kernels do.
+    """
+    if x_t.ndim == 2 and not _checks.all_finite(x_t):
+        return STEP_BAD_INPUT
+    ws = get_workspace(params, 1, x_t.shape[0])
+    kernels.stack_forward(params, x_t[None], state[0], state[1], ws)
+    o_out[...] = ws.o[0]
+    state_out[0][...] = ws.h_T
+    if state_out[1] is not None:
+        state_out[1][...] = ws.c_T
+    return STEP_OK if _checks.all_finite(o_out) else STEP_BAD_OUTPUT
+
+
+def _cell_major(params: Params, state):
+    """A state as the stack kernels take it: a pair of (n, B, H) views (c None)."""
+    h, c = state if params.has_cell_state else (state, None)
+    shape = (params.num_layers * params.num_directions,) + h.shape[-2:]
+    return h.reshape(shape), (None if c is None else c.reshape(shape))
+
+
+def _zero_state(params: Params, B: int):
+    shape = params.state_shape(B)
+    if params.has_cell_state:
+        return (np.zeros(shape, dtype=params.dtype), np.zeros(shape, dtype=params.dtype))
+    return np.zeros(shape, dtype=params.dtype)
+
+
 def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
-    """Advance the RNN by one time step, for streaming (online) inference.
+    """Advance the network by one time step, for streaming (online) inference.
 
     Parameters
     ----------
     params : Params
     x_t : int, ndarray (B,) of token ids, or ndarray (B, D) of the params' dtype
-    h : ndarray (B, H), optional
-        The state s_{t-1}; zeros when omitted.
+    h : ndarray, or a pair (h, c) for the LSTM, optional
+        The state s_{t-1} of ``params.state_shape(B)``; zeros when omitted.
     out : (o_out, h_out), optional
-        Buffers of shapes (B, O) and (B, H) to write o_t and s_t into; with them, and x_t
-        given as an array, the call allocates nothing. ``h_out`` may be ``h`` itself, to
-        update the state in place.
+        Buffers of shapes (B, O) and the state's (a pair for the LSTM) to write o_t and
+        s_t into; with them, and x_t given as an array, the call allocates nothing.
+        ``h_out`` may be ``h`` itself, to update the state in place.
     backend : str
 
     Returns
     -------
-    (o_t, h_t) : ndarray (B, O), ndarray (B, H)
-        The output o_t = c + V s_t and the new state s_t (``out`` when given).
+    (o_t, h_t)
+        The output o_t = c + V s_t (B, O) and the new state s_t (``out`` when given).
 
-    For a loop over many steps, ``Stream`` makes these checks once.
+    For a loop over many steps, ``Stream`` makes these checks once. A bidirectional
+    network has no streaming step: its reverse direction needs the whole sequence.
     """
     params = _checks.check_params(params, finite=False)
-    kernels = backends.get(backend, "step")
+    _check_streamable(params)
+    kernels = backends.get(backend, "step", stack=params.is_stack)
     x_t = _check_step_input(params, x_t)
     B = x_t.shape[0]
-    if h is None:
-        h = np.zeros((B, params.hidden_size), dtype=params.dtype)
-    else:
-        h = _checks.check_state(params, h, B, "h")
+    h = _zero_state(params, B) if h is None else _checks.check_state(params, h, B, "h")
     o_out, h_out = _check_step_out(out, params, B)
-    scratch = get_workspace(params, 1, B).a[0]
-    _check_step_status(kernels.step(params, x_t, h, scratch, o_out, h_out), params, h)
+    if params.is_stack:
+        status = _step_stack(kernels, params, x_t, _cell_major(params, h), o_out,
+                             _cell_major(params, h_out))
+    else:
+        scratch = get_workspace(params, 1, B).a[0]
+        status = kernels.step(params, x_t, h, scratch, o_out, h_out)
+    _check_step_status(status, params, h)
     return o_out, h_out
+
+
+def _check_streamable(params: Params) -> None:
+    if params.bidirectional:
+        raise ValueError("params: a bidirectional network cannot run step by step (its "
+                         "reverse direction reads the sequence from the end); use forward")
 
 
 class Stream:
@@ -243,18 +331,22 @@ class Stream:
     The checks that ``step`` makes on every call (params, buffers, backend) are made
     once here, so that a call costs little more than the compiled step. Each call still
     checks x_t, and the kernel reports a non-finite input or output. The returned o_t
-    (B, O) and ``state`` (B, H) are buffers that the next call overwrites. The Stream
-    reads ``params`` at every call, so it sees updates made to them in place.
+    (B, O) and ``state`` (of ``params.state_shape(B)``, a pair (h, c) for the LSTM) are
+    buffers that the next call overwrites. The Stream reads ``params`` at every call, so
+    it sees updates made to them in place.
     """
 
     def __init__(self, params: Params, batch_size: int = 1, h0=None, *, backend="auto"):
         self.params = _checks.check_params(params)
-        self._step = backends.get(backend, "step").step
+        _check_streamable(params)
+        self._kernels = backends.get(backend, "step", stack=params.is_stack)
+        self._step = self._kernels.step
         if isinstance(batch_size, (bool, np.bool_)) or \
                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         B = self.batch_size = int(batch_size)
-        self.state = np.zeros((B, params.hidden_size), dtype=params.dtype)
+        self.state = _zero_state(params, B)
+        self._cell_major = _cell_major(params, self.state)
         self.output = np.zeros((B, params.output_size), dtype=params.dtype)
         self._scratch = np.zeros((B, params.hidden_size), dtype=params.dtype)
         self._id = np.zeros(1, dtype=np.int64)
@@ -262,9 +354,13 @@ class Stream:
         self.reset(h0)
 
     def reset(self, h0=None) -> None:
-        """Start again from h0 (B, H), or from zeros."""
+        """Start again from h0 (a state for a batch of B), or from zeros."""
         h0 = _checks.check_state(self.params, h0, self.batch_size)
-        self.state[...] = 0.0 if h0 is None else h0
+        if isinstance(self.state, tuple):
+            for part, value in zip(self.state, h0 or (0.0, 0.0)):
+                part[...] = value
+        else:
+            self.state[...] = 0.0 if h0 is None else h0
 
     def __call__(self, x_t) -> np.ndarray:
         """Advance by one step. x_t: a token id (B = 1), (B,) ids, or a (B, D) block."""
@@ -277,8 +373,12 @@ class Stream:
             if x_t.shape[0] != self.batch_size:
                 raise ValueError(f"x_t: expected a batch of {self.batch_size} (the "
                                  f"stream's batch_size), got {x_t.shape[0]}")
-        status = self._step(self.params, x_t, self.state, self._scratch, self.output,
-                            self.state)
+        if self.params.is_stack:
+            status = _step_stack(self._kernels, self.params, x_t, self._cell_major,
+                                 self.output, self._cell_major)
+        else:
+            status = self._step(self.params, x_t, self.state, self._scratch, self.output,
+                                self.state)
         if status:
             _check_step_status(status, self.params, self.state)
         return self.output

@@ -1,30 +1,73 @@
-"""Parameters of a vanilla (Elman) RNN: one flat buffer, named views into it.
+"""Parameters of a recurrent network: one flat buffer, named views into it.
 
-Legend: D input size, H hidden size, O output size.
+Legend: D input size, H hidden size, O output size, G gate rows (H for the vanilla
+cells tanh, sigmoid and relu; 4H for the LSTM; 3H for the GRU), L layers, and
+dirs = 2 when bidirectional, else 1.
 
-    U  (H, D)   input to hidden
-    W  (H, H)   hidden to hidden
-    b  (H,)     hidden bias
+A one-layer network in one direction has the derivation's five tensors:
+
+    U  (G, D)   input to hidden            (gate blocks stacked along the first axis,
+    W  (G, H)   hidden to hidden            in PyTorch's order: LSTM i, f, g, o;
+    b  (G,)     hidden bias                 GRU r, z, n)
+    b_hh (G,)   GRU only: the hidden-side bias, which the reset gate scales
     V  (O, H)   hidden to output
     c  (O,)     output bias
 
-A sizes table (``Params.layout``) fixes the order of the tensors inside ``Params.data``.
-Optimisers, clipping and checkpoints work on ``data``; the kernels read the views.
-Gradients are a ``Grads``, which is a ``Params`` of the same layout plus dL/dh0.
+Deeper and bidirectional networks add one (U, W, b[, b_hh]) group per layer k and
+direction, named with PyTorch's suffixes: ``U_l1`` for layer 1, ``U_reverse`` and
+``U_l1_reverse`` for the direction that reads the sequence backwards. Layer k > 0 reads
+the states of layer k - 1, both directions side by side, so its U is (G, dirs * H); the
+output layer reads the top layer's, so V is (O, dirs * H).
+
+A sizes table (``Params.layout``) fixes the order of the tensors inside ``Params.data``:
+the groups layer by layer, forward before reverse, then V and c. Optimisers, clipping and
+checkpoints work on ``data``; the kernels read the views. Gradients are a ``Grads``, which
+is a ``Params`` of the same layout plus dL/dh0 (and dL/dc0 for the LSTM).
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu")
+GATED = ("lstm", "gru")
+CELLS = ACTIVATIONS + GATED
+GATES = {"tanh": 1, "sigmoid": 1, "relu": 1, "lstm": 4, "gru": 3}
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def layout(D: int, H: int, O: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+def suffix(layer: int, direction: int) -> str:
+    """PyTorch's name suffix for one layer and direction: "", "_l1", "_reverse", ..."""
+    return ("" if layer == 0 else f"_l{layer}") + ("_reverse" if direction else "")
+
+
+def layout(D: int, H: int, O: int, cell: str = "tanh", num_layers: int = 1,
+           bidirectional: bool = False) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """The sizes table: (name, shape) of every tensor, in buffer order."""
-    return (("U", (H, D)), ("W", (H, H)), ("b", (H,)), ("V", (O, H)), ("c", (O,)))
+    G = GATES[cell] * H
+    dirs = 2 if bidirectional else 1
+    table = []
+    for k in range(num_layers):
+        D_k = D if k == 0 else dirs * H
+        for d in range(dirs):
+            s = suffix(k, d)
+            table += [("U" + s, (G, D_k)), ("W" + s, (G, H)), ("b" + s, (G,))]
+            if cell == "gru":
+                table.append(("b_hh" + s, (G,)))
+    return tuple(table) + (("V", (O, dirs * H)), ("c", (O,)))
+
+
+class Layer(NamedTuple):
+    """The weights of one layer in one direction (views into ``Params.data``).
+
+    ``b_hh`` is the GRU's hidden-side bias, None for the other cells.
+    """
+    U: np.ndarray
+    W: np.ndarray
+    b: np.ndarray
+    b_hh: np.ndarray | None
 
 
 def check_dtype(dtype, argument: str = "dtype") -> np.dtype:
@@ -39,8 +82,8 @@ def check_dtype(dtype, argument: str = "dtype") -> np.dtype:
 
 
 def check_cell(cell) -> str:
-    if cell not in ACTIVATIONS:
-        raise ValueError(f"cell: expected one of {ACTIVATIONS}, got {cell!r}")
+    if cell not in CELLS:
+        raise ValueError(f"cell: expected one of {CELLS}, got {cell!r}")
     return cell
 
 
@@ -52,28 +95,43 @@ def _check_size(value, argument: str) -> int:
     return int(value)
 
 
+def _check_flag(value, argument: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 class Params:
-    """Weights of an RNN held in one contiguous buffer.
+    """Weights of a recurrent network held in one contiguous buffer.
 
     Attributes
     ----------
     cell : str
-        The nonlinearity f: "tanh", "sigmoid" or "relu".
+        "tanh", "sigmoid" or "relu" (a vanilla RNN with that f), "lstm" or "gru".
     input_size, hidden_size, output_size : int
         D, H and O.
+    num_layers : int
+    bidirectional : bool
     data : ndarray (P,)
         Every parameter, back to back in ``layout`` order.
-    U, W, b, V, c : ndarray
-        Writable views into ``data`` (shapes in the module docstring).
+    U, W, b, V, c (and b_hh for the GRU) : ndarray
+        Writable views into ``data`` (shapes in the module docstring); the other layers
+        and directions under their suffixed names, and all of them in ``layers``.
+    layers : tuple of Layer
+        One (U, W, b, b_hh) per layer and direction, in PyTorch's state order: index
+        k * dirs + d for layer k and direction d (0 forward, 1 reverse).
     """
 
-    def __init__(self, input_size, hidden_size, output_size, *, cell="tanh",
-                 dtype=np.float64, data=None):
+    def __init__(self, input_size, hidden_size, output_size, *, cell="tanh", num_layers=1,
+                 bidirectional=False, dtype=np.float64, data=None):
         self.cell = check_cell(cell)
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.output_size = _check_size(output_size, "output_size")
-        self.layout = layout(self.input_size, self.hidden_size, self.output_size)
+        self.num_layers = _check_size(num_layers, "num_layers")
+        self.bidirectional = _check_flag(bidirectional, "bidirectional")
+        self.layout = layout(self.input_size, self.hidden_size, self.output_size, self.cell,
+                             self.num_layers, self.bidirectional)
         size = sum(math.prod(shape) for _, shape in self.layout)
         if data is None:
             data = np.zeros(size, dtype=check_dtype(dtype))
@@ -88,10 +146,41 @@ class Params:
             n = math.prod(shape)
             setattr(self, name, data[offset:offset + n].reshape(shape))
             offset += n
+        self.layers = tuple(
+            Layer(*(getattr(self, name + suffix(k, d), None) for name in ("U", "W", "b", "b_hh")))
+            for k in range(self.num_layers) for d in range(self.num_directions))
 
     @property
     def dtype(self) -> np.dtype:
         return self.data.dtype
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def gate_rows(self) -> int:
+        """G: the height of U, W and b (H, 3H or 4H)."""
+        return GATES[self.cell] * self.hidden_size
+
+    @property
+    def has_cell_state(self) -> bool:
+        """Whether the state is a pair (h, c): true for the LSTM."""
+        return self.cell == "lstm"
+
+    @property
+    def is_stack(self) -> bool:
+        """Whether this is more than the derivation's network: a gated cell, more than one
+        layer or two directions. The vanilla one-layer case has its own fused kernels."""
+        return self.cell in GATED or self.num_layers * self.num_directions > 1
+
+    def state_shape(self, batch_size: int) -> tuple[int, ...]:
+        """The shape of h (and of the LSTM's c): (B, H) for one layer in one direction,
+        else (num_layers * dirs, B, H), PyTorch's layout."""
+        n = self.num_layers * self.num_directions
+        if n == 1:
+            return (batch_size, self.hidden_size)
+        return (n, batch_size, self.hidden_size)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -104,62 +193,86 @@ class Params:
     def config(self) -> dict:
         """Everything but the numbers: enough to rebuild an empty Params of this layout."""
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
-                    output_size=self.output_size, cell=self.cell, dtype=self.dtype.name)
+                    output_size=self.output_size, cell=self.cell, num_layers=self.num_layers,
+                    bidirectional=self.bidirectional, dtype=self.dtype.name)
+
+    def _shape_config(self) -> dict:
+        config = self.config()
+        del config["dtype"]
+        return config
 
     def same_layout(self, other: "Params") -> bool:
         return (isinstance(other, Params) and other.cell == self.cell
                 and other.layout == self.layout and other.dtype == self.dtype)
 
     def zeros_like(self) -> "Params":
-        return Params(self.input_size, self.hidden_size, self.output_size,
-                      cell=self.cell, dtype=self.dtype)
+        return Params(**self.config())
 
     def copy(self) -> "Params":
-        return Params(self.input_size, self.hidden_size, self.output_size,
-                      cell=self.cell, data=self.data.copy())
+        return Params(**self._shape_config(), data=self.data.copy())
 
     def astype(self, dtype) -> "Params":
-        return Params(self.input_size, self.hidden_size, self.output_size,
-                      cell=self.cell, data=self.data.astype(check_dtype(dtype)))
+        return Params(**self._shape_config(), data=self.data.astype(check_dtype(dtype)))
 
     def __repr__(self):
+        depth = ""
+        if self.num_layers > 1:
+            depth += f", num_layers={self.num_layers}"
+        if self.bidirectional:
+            depth += ", bidirectional=True"
         return (f"Params(cell={self.cell!r}, D={self.input_size}, H={self.hidden_size}, "
-                f"O={self.output_size}, dtype={self.dtype.name})")
+                f"O={self.output_size}{depth}, dtype={self.dtype.name})")
+
+
+def _state_buffer(params: Params, batch_size: int, given, argument: str):
+    shape = params.state_shape(batch_size)
+    if given is None:
+        return np.zeros(shape, dtype=params.dtype)
+    if given.shape != shape or given.dtype != params.dtype:
+        raise ValueError(f"{argument}: expected shape {shape} and dtype {params.dtype}, "
+                         f"got {given.shape} and {given.dtype}")
+    return given
 
 
 class Grads(Params):
-    """Gradients of the loss: a ``Params`` of the same layout, plus ``h0`` = dL/dh0 (B, H).
+    """Gradients of the loss: a ``Params`` of the same layout, plus ``h0`` = dL/dh0 and,
+    for the LSTM, ``c0`` = dL/dc0 (both of ``params.state_shape(B)``; c0 is None for the
+    other cells).
 
-    ``h0`` lives outside ``data`` because it is not a parameter: optimisers and clipping
-    work on ``data`` only.
+    ``h0`` and ``c0`` live outside ``data`` because they are not parameters: optimisers
+    and clipping work on ``data`` only.
     """
 
-    def __init__(self, params: Params, batch_size: int, data=None, h0=None):
-        super().__init__(params.input_size, params.hidden_size, params.output_size,
-                         cell=params.cell, dtype=params.dtype, data=data)
-        shape = (batch_size, params.hidden_size)
-        if h0 is None:
-            h0 = np.zeros(shape, dtype=params.dtype)
-        elif h0.shape != shape or h0.dtype != params.dtype:
-            raise ValueError(f"h0: expected shape {shape} and dtype {params.dtype}, "
-                             f"got {h0.shape} and {h0.dtype}")
-        self.h0 = h0
+    def __init__(self, params: Params, batch_size: int, data=None, h0=None, c0=None):
+        super().__init__(**params._shape_config(), dtype=params.dtype, data=data)
+        self.h0 = _state_buffer(params, batch_size, h0, "h0")
+        self.c0 = _state_buffer(params, batch_size, c0, "c0") if params.has_cell_state \
+            else None
 
 
-def init_params(input_size, hidden_size, output_size, *, cell="tanh",
-                dtype=np.float64, seed=None) -> Params:
-    """New RNN parameters.
+def init_params(input_size, hidden_size, output_size, *, cell="tanh", num_layers=1,
+                bidirectional=False, dtype=np.float64, seed=None) -> Params:
+    """New parameters.
 
-    Initialisation: U, W and V are drawn uniformly from [-1/sqrt(H), 1/sqrt(H)], the
-    scheme of PyTorch's ``nn.RNN`` (and of ``nn.Linear`` with H inputs for V), which keeps
-    W's spectral radius below one at the start so that states neither explode nor saturate.
-    The biases b and c start at zero. ``seed`` makes the draw reproducible; the numbers are
-    drawn in float64 and rounded, so float32 and float64 Params from one seed agree.
+    Initialisation: every U and W, and V, are drawn uniformly from [-1/sqrt(H), 1/sqrt(H)]
+    (V from [-1/sqrt(dirs * H), 1/sqrt(dirs * H)], its fan-in), the scheme of PyTorch's
+    ``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` and ``nn.Linear``, which keeps the recurrent
+    weights' spectral radius below one at the start so that states neither explode nor
+    saturate. The biases start at zero, except the LSTM's forget-gate bias, which starts
+    at one so that the cell state is carried rather than forgotten early in training
+    (Jozefowicz et al., 2015). ``seed`` makes the draw reproducible; the numbers are drawn
+    in float64 and rounded, so float32 and float64 Params from one seed agree.
     """
-    params = Params(input_size, hidden_size, output_size, cell=cell, dtype=dtype)
+    params = Params(input_size, hidden_size, output_size, cell=cell, num_layers=num_layers,
+                    bidirectional=bidirectional, dtype=dtype)
     rng = np.random.default_rng(seed)
-    bound = 1.0 / math.sqrt(params.hidden_size)
-    for name in ("U", "W", "V"):
-        view = getattr(params, name)
-        view[...] = rng.uniform(-bound, bound, size=view.shape)
+    H = params.hidden_size
+    bound = 1.0 / math.sqrt(H)
+    for layer in params.layers:
+        for view in (layer.U, layer.W):
+            view[...] = rng.uniform(-bound, bound, size=view.shape)
+        if params.cell == "lstm":
+            layer.b[H:2 * H] = 1.0
+    bound = 1.0 / math.sqrt(params.V.shape[1])
+    params.V[...] = rng.uniform(-bound, bound, size=params.V.shape)
     return params

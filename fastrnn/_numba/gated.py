@@ -147,18 +147,24 @@ def _row_scratch(a, B, H):
 
 
 @jit
-def _weight_grads(do, h, da, dW, dV, dc):
-    """dW = dA^T H_prev, dV = dO^T H and dc = sum_t dL/do_t, one GEMM each."""
+def recurrent_grad(da, h, dW):
+    """dW = dA^T H_prev = sum_t dL/da_t h_{t-1}^T, one GEMM; h (T + 1, B, H)."""
     T, B, G = da.shape
-    H, O = h.shape[2], do.shape[2]
+    H = h.shape[2]
     np.dot(da.reshape(T * B, G).T, h[:T].reshape(T * B, H), dW)
+
+
+@jit
+def output_grads(do, states, dV, dc):
+    """dV = dO^T S and dc = sum_t dL/do_t; states (T, B, K) are h_1 .. h_T."""
+    T, B, O = do.shape
     do2 = do.reshape(T * B, O)
-    np.dot(do2.T, h[1:].reshape(T * B, H), dV)
+    np.dot(do2.T, states.reshape(T * B, states.shape[2]), dV)
     _sum_rows(do2, dc)
 
 
 @jit
-def _input_grads_dense(x, da, dU, db):
+def input_grads_dense(x, da, dU, db):
     """dU = dA^T X (one GEMM) and db = sum_t dL/da_t."""
     T, B, D = x.shape
     G = da.shape[2]
@@ -168,7 +174,7 @@ def _input_grads_dense(x, da, dU, db):
 
 
 @jit
-def _input_grads_ids(x, da, dU, db):
+def input_grads_ids(x, da, dU, db):
     """dU by a scatter of dA into the columns x_t, and db = sum_t dL/da_t."""
     T, B = x.shape
     _scatter(x, da, dU)
@@ -202,7 +208,7 @@ def _lstm_cell_forward(g, c_prev, c_next, h_next):
 
 
 @jit
-def _lstm_recurrence(W, h0, c0, gates, cell, h, o, blas, WT):
+def lstm_recurrence(W, h0, c0, gates, cell, h, o, blas, WT):
     """for t: a_t = gates_t + W h_{t-1}; the gates, c_t and h_t.
 
     gates (T, B, 4H) holds b + U x_t on entry and the activated gates on exit. o is
@@ -249,8 +255,8 @@ def lstm_forward_dense(U, W, b, V, c, x, h0, c0, gates, cell, h, o, blas, WT=Non
     Scratch WT (H, 4H), optional: receives W^T for the looped product (blas false).
     """
     project_dense(U, b, x, gates)
-    _lstm_recurrence(W, h0, c0, gates, cell, h, o, blas, WT)
-    _output(V, c, h, o)
+    lstm_recurrence(W, h0, c0, gates, cell, h, o, blas, WT)
+    _output(V, c, h[1:], o)
 
 
 @jit
@@ -260,8 +266,8 @@ def lstm_forward_ids(U, W, b, V, c, x, h0, c0, gates, cell, h, o, blas, WT=None)
     Arguments as ``lstm_forward_dense``.
     """
     project_ids(U, b, x, gates)
-    _lstm_recurrence(W, h0, c0, gates, cell, h, o, blas, WT)
-    _output(V, c, h, o)
+    lstm_recurrence(W, h0, c0, gates, cell, h, o, blas, WT)
+    _output(V, c, h[1:], o)
 
 
 @jit
@@ -293,13 +299,15 @@ def _lstm_cell_backward(g, c_prev, c, kappa, dcell, da):
 
 
 @jit
-def _lstm_backward_common(W, V, gates, cell, h, do, kappa, da, dcell, dW, dV, dc, dh0,
-                          dc0, blas):
-    """Everything but dU and db, which the caller adds from da."""
+def lstm_layer_bptt(W, gates, cell, h, kappa, da, dcell, dh0, dc0, blas):
+    """BPTT through one LSTM layer, given the gradient that reaches its states.
+
+    IN/OUT kappa (T, B, H): dL/dh_t from outside the recurrence (V^T dL/do_t, or the
+    layer above's) on entry, the whole kappa_t on exit. OUT da (T, B, 4H) = dL/da_t,
+    dh0 and dc0 (B, H). Scratch dcell (B, H).
+    """
     T, B, G = gates.shape
     H = G // 4
-    O = do.shape[2]
-    np.dot(do.reshape(T * B, O), V, kappa.reshape(T * B, H))
     dcell[:] = 0.0                               # nothing comes back from step T + 1
     for t in range(T - 1, -1, -1):
         if t < T - 1:                            # kappa_t += W^T dL/da_{t+1}
@@ -314,7 +322,17 @@ def _lstm_backward_common(W, V, gates, cell, h, do, kappa, da, dcell, dW, dV, dc
                                 dcell[r], da[t, r])
     np.dot(da[0], W, dh0)                        # dL/dh_0 = W^T dL/da_1
     _copy(dcell, dc0)                            # dL/dc_0 = f_1 * dL/dc_1
-    _weight_grads(do, h, da, dW, dV, dc)
+
+
+@jit
+def _lstm_backward_common(W, V, gates, cell, h, do, kappa, da, dcell, dW, dV, dc, dh0,
+                          dc0, blas):
+    """Everything but dU and db, which the caller adds from da."""
+    T, B, G = gates.shape
+    np.dot(do.reshape(T * B, do.shape[2]), V, kappa.reshape(T * B, G // 4))
+    lstm_layer_bptt(W, gates, cell, h, kappa, da, dcell, dh0, dc0, blas)
+    recurrent_grad(da, h, dW)
+    output_grads(do, h[1:], dV, dc)
 
 
 @jit
@@ -331,7 +349,7 @@ def lstm_backward_dense(U, W, V, x, gates, cell, h, do, kappa, da, dcell, dU, dW
     """
     _lstm_backward_common(W, V, gates, cell, h, do, kappa, da, dcell, dW, dV, dc, dh0,
                           dc0, blas)
-    _input_grads_dense(x, da, dU, db)
+    input_grads_dense(x, da, dU, db)
 
 
 @jit
@@ -343,7 +361,7 @@ def lstm_backward_ids(U, W, V, x, gates, cell, h, do, kappa, da, dcell, dU, dW, 
     """
     _lstm_backward_common(W, V, gates, cell, h, do, kappa, da, dcell, dW, dV, dc, dh0,
                           dc0, blas)
-    _input_grads_ids(x, da, dU, db)
+    input_grads_ids(x, da, dU, db)
 
 
 # ------------------------------------------------------------------------------- GRU
@@ -369,12 +387,12 @@ def _gru_cell_forward(g, ah_n, h_prev, h_next):
 
 
 @jit
-def _gru_recurrence(W, b_hh, h0, gates, ah_n, h, o, blas, WT):
+def gru_recurrence(W, b_hh, h0, gates, ah_n, h, o, blas, WT):
     """for t: the hidden side ah_t = b_hh + W h_{t-1}; the gates and h_t.
 
     gates (T, B, 3H) holds the input side b + U x_t on entry and r, z, n on exit; the r
     and z blocks of ah_t are added into it, the n block goes to ah_n (T, B, H). As in
-    ``_lstm_recurrence``, W h_{t-1} is one GEMM into o when o holds B * 3H entries.
+    ``lstm_recurrence``, W h_{t-1} is one GEMM into o when o holds B * 3H entries.
     WT (H, 3H) or None: scratch whose entries receive W_rz^T (H, 2H) and then W_n^T
     (H, H), each contiguous, for the looped product.
     """
@@ -436,16 +454,16 @@ def gru_forward_dense(U, W, b, b_hh, V, c, x, h0, gates, ah_n, h, o, blas, WT=No
     blocks of W for the looped product (blas false).
     """
     project_dense(U, b, x, gates)
-    _gru_recurrence(W, b_hh, h0, gates, ah_n, h, o, blas, WT)
-    _output(V, c, h, o)
+    gru_recurrence(W, b_hh, h0, gates, ah_n, h, o, blas, WT)
+    _output(V, c, h[1:], o)
 
 
 @jit
 def gru_forward_ids(U, W, b, b_hh, V, c, x, h0, gates, ah_n, h, o, blas, WT=None):
     """GRU forward pass for token ids x (T, B); arguments as ``gru_forward_dense``."""
     project_ids(U, b, x, gates)
-    _gru_recurrence(W, b_hh, h0, gates, ah_n, h, o, blas, WT)
-    _output(V, c, h, o)
+    gru_recurrence(W, b_hh, h0, gates, ah_n, h, o, blas, WT)
+    _output(V, c, h[1:], o)
 
 
 @jit
@@ -485,13 +503,15 @@ def _swap(a, b):
 
 
 @jit
-def _gru_backward_common(W, V, gates, ah_n, h, do, kappa, da, dah_n, dW, db_hh, dV, dc,
-                         dh0, blas):
-    """Everything but dU and db, which the caller adds from da (then dL/dax)."""
+def gru_layer_bptt(W, gates, ah_n, h, kappa, da, dah_n, dW, db_hh, dh0, blas):
+    """BPTT through one GRU layer, given the gradient that reaches its states.
+
+    IN/OUT kappa (T, B, H): dL/dh_t from outside the recurrence (V^T dL/do_t, or the
+    layer above's) on entry, the whole kappa_t on exit. OUT da (T, B, 3H) = dL/dax_t,
+    the input side; dah_n (T, B, H) = dL/dah_n; dW (3H, H), db_hh (3H,), dh0 (B, H).
+    """
     T, B, G = gates.shape
     H = G // 3
-    O = do.shape[2]
-    np.dot(do.reshape(T * B, O), V, kappa.reshape(T * B, H))
     # In the time loop da holds the hidden side dL/dah_t (what W^T and dW need) and
     # dah_n holds dL/dax_n; the n blocks are exchanged after the loop.
     for t in range(T - 1, -1, -1):
@@ -512,11 +532,21 @@ def _gru_backward_common(W, V, gates, ah_n, h, do, kappa, da, dah_n, dW, db_hh, 
     np.dot(da[0], W, dh0)                        # dL/dh_0 = z_1 * kappa_1 + W^T dah_1
     for r in range(B):
         _add_product(dh0[r], gates[0, r, H:2 * H], kappa[0, r])
-    _weight_grads(do, h, da, dW, dV, dc)         # dW = dAh^T H_prev
+    recurrent_grad(da, h, dW)                    # dW = dAh^T H_prev
     _sum_rows(da.reshape(T * B, G), db_hh)
     for t in range(T):                           # da becomes dL/dax, dah_n dL/dah_n
         for r in range(B):
             _swap(da[t, r, 2 * H:], dah_n[t, r])
+
+
+@jit
+def _gru_backward_common(W, V, gates, ah_n, h, do, kappa, da, dah_n, dW, db_hh, dV, dc,
+                         dh0, blas):
+    """Everything but dU and db, which the caller adds from da (then dL/dax)."""
+    T, B, G = gates.shape
+    np.dot(do.reshape(T * B, do.shape[2]), V, kappa.reshape(T * B, G // 3))
+    gru_layer_bptt(W, gates, ah_n, h, kappa, da, dah_n, dW, db_hh, dh0, blas)
+    output_grads(do, h[1:], dV, dc)
 
 
 @jit
@@ -533,7 +563,7 @@ def gru_backward_dense(U, W, V, x, gates, ah_n, h, do, kappa, da, dah_n, dU, dW,
     """
     _gru_backward_common(W, V, gates, ah_n, h, do, kappa, da, dah_n, dW, db_hh, dV, dc,
                          dh0, blas)
-    _input_grads_dense(x, da, dU, db)
+    input_grads_dense(x, da, dU, db)
 
 
 @jit
@@ -542,4 +572,4 @@ def gru_backward_ids(U, W, V, x, gates, ah_n, h, do, kappa, da, dah_n, dU, dW, d
     """GRU BPTT for token ids x (T, B); arguments as ``gru_backward_dense``."""
     _gru_backward_common(W, V, gates, ah_n, h, do, kappa, da, dah_n, dW, db_hh, dV, dc,
                          dh0, blas)
-    _input_grads_ids(x, da, dU, db)
+    input_grads_ids(x, da, dU, db)

@@ -154,12 +154,12 @@ def _recurrence(act, W, WT, h0, a, s, blas):
 
 
 @jit
-def _output(V, c, s, o):
-    """O = S V^T + c for all T * B rows at once."""
+def _output(V, c, states, o):
+    """O = S V^T + c for all T * B rows at once; states (T, B, K) are s_1 .. s_T."""
     T, B, O = o.shape
-    H = s.shape[2]
+    K = states.shape[2]
     o2 = o.reshape(T * B, O)
-    np.dot(s[1:].reshape(T * B, H), V.T, o2)
+    np.dot(states.reshape(T * B, K), V.T, o2)
     _add_rows(o2, c)
 
 
@@ -195,7 +195,7 @@ def forward_dense(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
     """Forward pass for dense inputs x (T, B, D); fills a, s and o."""
     project_dense(U, b, x, a)
     _recurrence(act, W, WT, h0, a, s, blas)
-    _output(V, c, s, o)
+    _output(V, c, s[1:], o)
 
 
 @jit
@@ -203,7 +203,7 @@ def forward_ids(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
     """Forward pass for token ids x (T, B): U x_t is column x_t of U, gathered."""
     project_ids(U, b, x, a)
     _recurrence(act, W, WT, h0, a, s, blas)
-    _output(V, c, s, o)
+    _output(V, c, s[1:], o)
 
 
 # --------------------------------------------------------------------------- losses

@@ -161,8 +161,8 @@ def gru_bptt(U, W, V, x, cache, do):
     x (T, B, D) or token ids (T, B); cache is what ``gru_forward`` returned;
     do = dL/do (T, B, O).
     Returns a dict with dU (3H, D), dW (3H, H), db and db_hh (3H,), dV (O, H), dc (O,),
-    dh0 = dL/dh0 (B, H), and the per-step kappa (T, B, H), indexed like gates:
-    kappa[t] = kappa_{t+1} = dL/dh_{t+1}.
+    dh0 = dL/dh0 (B, H), and the per-step kappa (T, B, H) and da = dL/dax (T, B, 3H),
+    the input side, indexed like gates: kappa[t] = kappa_{t+1} = dL/dh_{t+1}.
     """
     gates, ah_n, h = cache["gates"], cache["ah_n"], cache["h"]
     T = gates.shape[0]
@@ -171,11 +171,13 @@ def gru_bptt(U, W, V, x, cache, do):
     db_hh = np.zeros(W.shape[0], dtype=W.dtype)
     dc = np.zeros(V.shape[0], dtype=V.dtype)
     kappa = np.empty_like(h[1:])
+    da = np.empty_like(gates)
     from_next = np.zeros_like(h[0])    # z_{t+1} * kappa_{t+1} + W^T dL/dah_{t+1}; 0 after T
     for t in reversed(range(T)):
         kappa[t] = do[t] @ V + from_next          # kappa_t = V^T dL/do_t + (from t + 1)
         dz_t, dn_t, direct = gru_state_backward(gates[t], h[t], kappa[t])
         dax_t, dah_t = gru_gates_backward(gates[t], ah_n[t], dz_t, dn_t)
+        da[t] = dax_t
         from_next = direct + dah_t @ W            # z_t * kappa_t + W^T dL/dah_t, to t - 1
 
         dV += do[t].T @ h[t + 1]                  # dL/do_t h_t^T
@@ -188,4 +190,4 @@ def gru_bptt(U, W, V, x, cache, do):
         else:
             dU += dax_t.T @ x[t]                  # dL/dax_t x_t^T
     dh0 = from_next                               # dL/dh_0 = z_1 * kappa_1 + W^T dL/dah_1
-    return dict(dU=dU, dW=dW, db=db, db_hh=db_hh, dV=dV, dc=dc, dh0=dh0, kappa=kappa)
+    return dict(dU=dU, dW=dW, db=db, db_hh=db_hh, dV=dV, dc=dc, dh0=dh0, kappa=kappa, da=da)

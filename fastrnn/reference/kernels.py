@@ -6,7 +6,7 @@ the specification, not the fast path.
 import numpy as np
 
 from ..backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
-from . import rnn
+from . import rnn, stack
 
 
 def forward(params, x, h0, ws):
@@ -37,3 +37,20 @@ def step(params, x_t, h, a, o_out, h_out):
     h_out[...] = s[1]
     o_out[...] = o[0]
     return STEP_OK if np.isfinite(o_out).all() else STEP_BAD_OUTPUT
+
+
+def stack_forward(params, x, h0, c0, ws):
+    o, cache = stack.stack_forward(params, x, h0, c0)
+    ws.o[...], ws.h_T[...] = o, cache["h_T"]
+    if c0 is not None:
+        ws.c_T[...] = cache["c_T"]
+    ws.reference_cache = cache          # the reference keeps its own forward cache
+
+
+def stack_backward(params, x, ws, grads):
+    g = stack.stack_bptt(params, x, ws.reference_cache, ws.do)
+    for name in params.names:
+        getattr(grads, name)[...] = g["d" + name]
+    grads.h0[...] = g["dh0"].reshape(grads.h0.shape)
+    if grads.c0 is not None:
+        grads.c0[...] = g["dc0"].reshape(grads.c0.shape)

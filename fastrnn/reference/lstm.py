@@ -158,8 +158,8 @@ def lstm_bptt(U, W, V, x, cache, do):
     x (T, B, D) or token ids (T, B); cache is what ``lstm_forward`` returned;
     do = dL/do (T, B, O).
     Returns a dict with dU (4H, D), dW (4H, H), db (4H,), dV (O, H), dc (O,),
-    dh0 = dL/dh0 and dc0 = dL/dc0 (B, H), and the per-step kappa (T, B, H), indexed like
-    gates: kappa[t] = kappa_{t+1} = dL/dh_{t+1}.
+    dh0 = dL/dh0 and dc0 = dL/dc0 (B, H), and the per-step kappa (T, B, H) and
+    da (T, B, 4H), indexed like gates: kappa[t] = kappa_{t+1} = dL/dh_{t+1}.
     """
     gates, cell, h = cache["gates"], cache["c"], cache["h"]
     T = gates.shape[0]
@@ -167,13 +167,14 @@ def lstm_bptt(U, W, V, x, cache, do):
     db = np.zeros(W.shape[0], dtype=W.dtype)
     dc = np.zeros(V.shape[0], dtype=V.dtype)
     kappa = np.empty_like(h[1:])
+    da = np.empty_like(gates)
     from_next = np.zeros_like(h[0])               # W^T dL/da_{t+1}; 0 after T
     dcell_next = np.zeros_like(cell[0])           # f_{t+1} * dL/dc_{t+1}; 0 after T
     for t in reversed(range(T)):
         kappa[t] = do[t] @ V + from_next          # kappa_t = V^T dL/do_t + W^T dL/da_{t+1}
         dcell_t, dgates_t = lstm_cell_backward(gates[t], cell[t], cell[t + 1], kappa[t],
                                                dcell_next)
-        da_t = lstm_gates_derivative(gates[t]) * dgates_t  # dL/da_t
+        da[t] = da_t = lstm_gates_derivative(gates[t]) * dgates_t  # dL/da_t
         from_next = da_t @ W                      # W^T dL/da_t, to step t - 1
         dcell_next = split_gates(gates[t])[1] * dcell_t    # f_t * dL/dc_t, to step t - 1
 
@@ -187,4 +188,4 @@ def lstm_bptt(U, W, V, x, cache, do):
             dU += da_t.T @ x[t]                   # dL/da_t x_t^T
     dh0 = from_next                               # dL/dh_0 = W^T dL/da_1
     dc0 = dcell_next                              # dL/dc_0 = f_1 * dL/dc_1
-    return dict(dU=dU, dW=dW, db=db, dV=dV, dc=dc, dh0=dh0, dc0=dc0, kappa=kappa)
+    return dict(dU=dU, dW=dW, db=db, dV=dV, dc=dc, dh0=dh0, dc0=dc0, kappa=kappa, da=da)

@@ -1,0 +1,312 @@
+"""Stacks: gated cells, several layers and two directions, behind the public API.
+
+Checked against PyTorch's nn.RNN / nn.LSTM / nn.GRU + nn.Linear with the same weights
+(float64, rtol 1e-10), against finite differences (gradcheck), and the Numba backend
+against the reference at the core's tolerances.
+"""
+import itertools
+import re
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn.interop import from_torch
+from fastrnn.params import suffix
+
+from conftest import RTOL
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+CELLS = ["tanh", "relu", "lstm", "gru"]
+STACKS = [(cell, L, bi) for cell, L, bi in itertools.product(CELLS, (1, 2), (False, True))
+          if cell in ("lstm", "gru") or L > 1 or bi]
+STACK_BACKENDS = [b for b in fastrnn.available_backends()
+                  if fastrnn.backends.runs_stacks(b)]
+D, H, O = 5, 4, 3
+
+
+def stack_id(case):
+    cell, L, bi = case
+    return f"{cell}-L{L}-{'bi' if bi else 'uni'}"
+
+
+def make_stack(cell, L, bi, *, T=6, B=2, tokens=False, loss="cross_entropy",
+               dtype=np.float64, seed=0):
+    """Seeded params (nonzero biases), x, y and a nonzero state, in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    params = fastrnn.init_params(D, H, O, cell=cell, num_layers=L, bidirectional=bi,
+                                 dtype=dtype, seed=seed)
+    for name, view in params.items():
+        if name.startswith(("b", "c")):
+            view[...] = rng.uniform(-0.5, 0.5, view.shape)
+    x = rng.integers(0, D, size=(T, B)) if tokens else \
+        rng.standard_normal((T, B, D)).astype(dtype)
+    y = rng.integers(0, O, size=(T, B)) if loss == "cross_entropy" else \
+        rng.standard_normal((T, B, O)).astype(dtype)
+    shape = params.state_shape(B)
+    h0 = (rng.standard_normal(shape) * 0.5).astype(dtype)
+    state = (h0, (rng.standard_normal(shape) * 0.5).astype(dtype)) if cell == "lstm" else h0
+    return params, x, y, state
+
+
+def parts(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def torch_run(module, linear, x, y, state, loss):
+    """PyTorch's loss (sum), outputs, final state parts and gradients by Params name."""
+    module.zero_grad()
+    linear.zero_grad()
+    n = module.num_layers * (2 if module.bidirectional else 1)
+    leaves = [torch.tensor(p.reshape(n, *p.shape[-2:]), requires_grad=True)
+              for p in parts(state)]
+    out, final = module(torch.from_numpy(x), tuple(leaves) if len(leaves) == 2 else leaves[0])
+    o = linear(out)
+    if loss == "cross_entropy":
+        L = F.cross_entropy(o.reshape(-1, O), torch.from_numpy(y).reshape(-1), reduction="sum")
+    else:
+        L = F.mse_loss(o, torch.from_numpy(y), reduction="sum")
+    L.backward()
+    grads = {"V": linear.weight.grad, "c": linear.bias.grad}
+    dirs = 2 if module.bidirectional else 1
+    for k, d in itertools.product(range(module.num_layers), range(dirs)):
+        t, s = f"_l{k}" + ("_reverse" if d else ""), suffix(k, d)
+        grads["U" + s] = getattr(module, "weight_ih" + t).grad
+        grads["W" + s] = getattr(module, "weight_hh" + t).grad
+        grads["b" + s] = getattr(module, "bias_ih" + t).grad
+        if isinstance(module, torch.nn.GRU):
+            grads["b_hh" + s] = getattr(module, "bias_hh" + t).grad
+    grads["h0"] = leaves[0].grad
+    if len(leaves) == 2:
+        grads["c0"] = leaves[1].grad
+    final = [f.detach().numpy() for f in (final if isinstance(final, tuple) else (final,))]
+    return L.item(), o.detach().numpy(), final, {k: v.numpy() for k, v in grads.items()}
+
+
+def torch_modules(cell, L, bi, seed):
+    torch.manual_seed(seed)
+    kwargs = dict(num_layers=L, bidirectional=bi, dtype=torch.float64)
+    if cell in ("tanh", "relu"):
+        module = torch.nn.RNN(D, H, nonlinearity=cell, **kwargs)
+    else:
+        module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](D, H, **kwargs)
+    return module, torch.nn.Linear(H * (2 if bi else 1), O, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("case", STACKS, ids=stack_id)
+def test_matches_pytorch(case, loss, backend):
+    module, linear = torch_modules(*case, seed=1)
+    params = from_torch(module, linear)
+    _, x, y, state = make_stack(*case, loss=loss, seed=2)
+    L_ref, o_ref, final_ref, g_ref = torch_run(module, linear, x, y, state, loss)
+
+    o, final = fastrnn.forward(params, x, state, backend=backend)
+    L, grads, final2 = fastrnn.loss_and_grad(params, x, y, state, loss=loss,
+                                             backend=backend)
+    np.testing.assert_allclose(o, o_ref, rtol=1e-10, atol=1e-14)
+    for mine, mine2, ref in zip(parts(final), parts(final2), final_ref):
+        np.testing.assert_allclose(mine.reshape(ref.shape), ref, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(mine2.reshape(ref.shape), ref, rtol=1e-10, atol=1e-14)
+    assert L == pytest.approx(L_ref, rel=1e-10)
+    assert set(g_ref) == set(params.names) | {"h0"} | ({"c0"} if case[0] == "lstm" else set())
+    for name, ref in g_ref.items():
+        np.testing.assert_allclose(getattr(grads, name).reshape(ref.shape), ref, rtol=1e-10,
+                                   atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["dense", "ids"])
+@pytest.mark.parametrize("case", STACKS, ids=stack_id)
+def test_gradcheck(case, tokens):
+    params, x, y, state = make_stack(*case, T=4, B=2, tokens=tokens, seed=3)
+    errors = fastrnn.gradcheck(params, x, y, state)
+    assert set(errors) == set(params.names) | {"h0"} | ({"c0"} if case[0] == "lstm" else set())
+    assert max(errors.values()) < 1e-6, errors
+
+
+def run(backend, params, x, y, state, loss="cross_entropy"):
+    o, final = fastrnn.forward(params, x, state, backend=backend)
+    L, grads, _ = fastrnn.loss_and_grad(params, x, y, state, loss=loss, backend=backend)
+    out = dict(loss=np.array(L), o=o, data=grads.data.copy(), h0=grads.h0.copy())
+    for i, part in enumerate(parts(final)):
+        out[f"final{i}"] = part
+    if grads.c0 is not None:
+        out["c0"] = grads.c0.copy()
+    return out
+
+
+@pytest.mark.skipif("numba" not in STACK_BACKENDS, reason="Numba is not available")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("tokens", [False, True], ids=["dense", "ids"])
+@pytest.mark.parametrize("case", STACKS + [("sigmoid", 2, True), ("lstm", 3, True)],
+                         ids=stack_id)
+def test_numba_matches_reference(case, tokens, loss, dtype):
+    params, x, y, state = make_stack(*case, T=7, B=3, tokens=tokens, loss=loss, dtype=dtype,
+                                     seed=4)
+    ref = run("reference", params, x, y, state, loss)
+    fast = run("numba", params, x, y, state, loss)
+    for name, value in ref.items():
+        scale = np.abs(value).max()
+        np.testing.assert_allclose(fast[name], value, rtol=RTOL[dtype],
+                                   atol=RTOL[dtype] * 1e-2 * scale, err_msg=name)
+
+
+@pytest.mark.skipif("numba" not in STACK_BACKENDS, reason="Numba is not available")
+@pytest.mark.parametrize("cell", ["lstm", "gru", "tanh"])
+def test_numba_blas_and_looped_paths_agree(cell, monkeypatch):
+    """Both ways through the recurrent products give the reference's numbers."""
+    from fastrnn._numba import kernels
+    params, x, y, state = make_stack(cell, 2, True, T=5, B=4, seed=5)
+    ref = run("reference", params, x, y, state)
+    for threshold in (0, 10**9):
+        monkeypatch.setattr(kernels, "BLAS_MIN_WORK_GATED", threshold)
+        fast = run("numba", params, x, y, state)
+        for name, value in ref.items():
+            np.testing.assert_allclose(fast[name], value, rtol=1e-10,
+                                       atol=1e-12 * np.abs(value).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
+@pytest.mark.parametrize("case", [("lstm", 2, False), ("gru", 1, False), ("relu", 3, False)],
+                         ids=stack_id)
+def test_steps_equal_the_sequence(case, backend):
+    """Streaming a sequence step by step gives forward's outputs and final state."""
+    params, x, _, state = make_stack(*case, T=5, B=2, seed=6)
+    o_seq, final_seq = fastrnn.forward(params, x, state, backend=backend)
+    h = tuple(p.copy() for p in state) if case[0] == "lstm" else state.copy()
+    stream = fastrnn.Stream(params, batch_size=2, h0=state, backend=backend)
+    for t in range(x.shape[0]):
+        o_t, h = fastrnn.step(params, x[t], h, backend=backend)
+        np.testing.assert_allclose(o_t, o_seq[t], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(stream(x[t]), o_seq[t], rtol=1e-12, atol=1e-14)
+    for mine, streamed, ref in zip(parts(h), parts(stream.state), parts(final_seq)):
+        np.testing.assert_allclose(mine, ref, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(streamed, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_carrying_the_state_equals_one_long_sequence():
+    params, x, _, state = make_stack("lstm", 2, False, T=8, seed=7)
+    o_all, final_all = fastrnn.forward(params, x, state)
+    o1, mid = fastrnn.forward(params, x[:3], state)
+    o2, final = fastrnn.forward(params, x[3:], mid)
+    np.testing.assert_allclose(np.concatenate([o1, o2]), o_all, rtol=1e-12)
+    for a, b in zip(final, final_all):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.skipif("numba" not in STACK_BACKENDS, reason="Numba is not available")
+@pytest.mark.parametrize("cell, L, bi", [("lstm", 2, True), ("gru", 1, False)])
+def test_numba_training_step_allocates_nothing(cell, L, bi):
+    """Traced memory stays under 4 KiB over 20 steps, while the smallest array a step
+    could allocate, one (B, H) state, is 8 KiB; what remains is Python's transient
+    objects (the dispatcher's view of the tuple arguments)."""
+    rng = np.random.default_rng(8)
+    B, Hb, T = 8, 128, 10
+    params = fastrnn.init_params(16, Hb, 8, cell=cell, num_layers=L, bidirectional=bi,
+                                 seed=8)
+    x = rng.standard_normal((T, B, 16))
+    y = rng.integers(0, 8, size=(T, B))
+
+    def train_step():
+        _, grads, _ = fastrnn.loss_and_grad(params, x, y, backend="numba")
+        fastrnn.sgd_step(params, grads, 1e-3)
+
+    train_step()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            train_step()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < 4096 <= B * Hb * 8
+
+
+# ------------------------------------------------------------------------ bad input
+
+def test_lstm_state_must_be_a_pair():
+    params, x, _, (h0, c0) = make_stack("lstm", 1, False)
+    with pytest.raises(TypeError, match=r"^h0: expected an LSTM state, a pair \(h, c\)"):
+        fastrnn.forward(params, x, h0)
+    with pytest.raises(TypeError, match=r"^h: expected an LSTM state"):
+        fastrnn.step(params, x[0], h0)
+
+
+def test_other_cells_refuse_a_pair():
+    params, x, _, h0 = make_stack("gru", 2, False)
+    with pytest.raises(TypeError, match=r"^h0: expected one array of shape \(2, 2, 4\) "
+                                        r"for cell 'gru', got a tuple of 2"):
+        fastrnn.forward(params, x, (h0, h0))
+
+
+@pytest.mark.parametrize("case", [("lstm", 2, True), ("tanh", 3, False)], ids=stack_id)
+def test_state_shape_follows_layers_and_directions(case):
+    params, x, _, state = make_stack(*case)
+    n = case[1] * (2 if case[2] else 1)
+    assert parts(state)[0].shape == (n, 2, H)
+    wrong = np.zeros((n - 1, 2, H))
+    bad = (wrong, wrong) if case[0] == "lstm" else wrong
+    arg = "h0[0] (h)" if case[0] == "lstm" else "h0"
+    with pytest.raises(ValueError, match=rf"^{re.escape(arg)}: expected shape "
+                                         rf"\(num_layers \* directions, B, H\) = \({n}, 2, 4\)"):
+        fastrnn.forward(params, x, bad)
+
+
+def test_one_layer_accepts_pytorch_state_layout():
+    params, x, _, (h0, c0) = make_stack("lstm", 1, False)
+    o1, (h1, c1) = fastrnn.forward(params, x, (h0, c0))
+    o2, (h2, c2) = fastrnn.forward(params, x, (h0[None], c0[None]))
+    np.testing.assert_array_equal(o1, o2)
+    assert h2.shape == h0.shape
+
+
+def test_bidirectional_cannot_stream():
+    params, x, _, _ = make_stack("gru", 1, True)
+    with pytest.raises(ValueError, match="^params: a bidirectional network cannot run step"):
+        fastrnn.step(params, x[0])
+    with pytest.raises(ValueError, match="^params: a bidirectional"):
+        fastrnn.Stream(params)
+
+
+@pytest.mark.skipif("cython" not in fastrnn.available_backends(), reason="no extension")
+def test_cython_says_what_it_does_not_run():
+    params, x, _, _ = make_stack("lstm", 1, False)
+    with pytest.raises(ValueError, match="^backend: backend 'cython' runs only the one-layer"):
+        fastrnn.forward(params, x, backend="cython")
+
+
+def test_grads_of_another_cell_are_refused():
+    params, x, y, state = make_stack("lstm", 1, False)
+    other = fastrnn.Grads(fastrnn.init_params(D, H, O, cell="gru"), 2)
+    with pytest.raises(TypeError, match="^grads: expected fastrnn.Grads of the params' layout"):
+        fastrnn.loss_and_grad(params, x, y, state, grads=other)
+
+
+@pytest.mark.parametrize("argument, value, error", [
+    ("num_layers", 0, ValueError), ("num_layers", 1.5, TypeError),
+    ("bidirectional", "yes", TypeError), ("cell", "lstmx", ValueError)])
+def test_init_params_checks_its_arguments(argument, value, error):
+    kwargs = dict(cell="lstm", num_layers=1, bidirectional=False)
+    kwargs[argument] = value
+    with pytest.raises(error, match=f"^{argument}: "):
+        fastrnn.init_params(D, H, O, **kwargs)
+
+
+def test_layout_follows_pytorch_names_and_order():
+    params = fastrnn.init_params(D, H, O, cell="gru", num_layers=2, bidirectional=True)
+    assert params.names == (
+        "U", "W", "b", "b_hh", "U_reverse", "W_reverse", "b_reverse", "b_hh_reverse",
+        "U_l1", "W_l1", "b_l1", "b_hh_l1", "U_l1_reverse", "W_l1_reverse", "b_l1_reverse",
+        "b_hh_l1_reverse", "V", "c")
+    assert params.U_l1.shape == (3 * H, 2 * H) and params.V.shape == (O, 2 * H)
+    assert params.layers[3].U is params.U_l1_reverse
+    lstm = fastrnn.init_params(D, H, O, cell="lstm", seed=0)
+    np.testing.assert_array_equal(lstm.b[H:2 * H], 1.0)        # forget-gate bias
+    assert np.count_nonzero(lstm.b) == H
