@@ -1,4 +1,8 @@
-"""Weights in and out of other frameworks. Only PyTorch for now; torch is imported lazily."""
-from .torch import from_torch, to_torch
+"""Weights in and out of other frameworks. Only PyTorch for now; torch is imported lazily.
 
-__all__ = ["from_torch", "to_torch"]
+``from_torch`` / ``to_torch`` convert modules; ``load_state_dict`` / ``state_dict`` convert
+their state dicts (and need torch only if the values are tensors).
+"""
+from .torch import from_torch, load_state_dict, state_dict, to_torch
+
+__all__ = ["from_torch", "to_torch", "load_state_dict", "state_dict"]
