@@ -38,7 +38,8 @@ stack_forward(params, x, h0, c0, ws)
     h0 and c0 (n, B, H), c0 None but for the LSTM; they may be ws.h_T and ws.c_T.
     Fills ws.o, ws.h_T (and ws.c_T), and what stack_backward reads.
 stack_backward(params, x, ws, grads)
-    After ``loss``: fills grads.data, grads.h0 (and grads.c0).
+    After ``loss``: fills grads.data, grads.h0 (and grads.c0), and every cell's
+    kappa = dL/dh_t (ws.cells[i].kappa, in the cell's reading order).
 A streaming step of a stack is its forward pass over one time step.
 """
 from __future__ import annotations

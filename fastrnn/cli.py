@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__, available_backends, data, optim
 from .model import RNN, NonFiniteError
+from .params import CELLS
 
 
 def _unigram_entropy(ids: np.ndarray, size: int) -> float:
@@ -93,14 +94,15 @@ def train(args) -> int:
     x, y = (data.streams(ids[:split][k:split - 1 + k], args.batch) for k in (0, 1))
     vx, vy = (data.streams(ids[split:][k:len(ids) - split - 1 + k], 4) for k in (0, 1))
     if not (args.resume and args.checkpoint.exists()):
-        model = RNN.char_model(vocab, args.hidden, dtype=args.dtype, seed=args.seed,
-                               backend=args.backend)
+        model = RNN.char_model(vocab, args.hidden, cell=args.cell, num_layers=args.layers,
+                               dtype=args.dtype, seed=args.seed, backend=args.backend)
         lr = optim.Cosine(args.lr, args.steps, args.lr / 10) if args.cosine else args.lr
         model.configure(args.optimizer, lr)
     unigram = _unigram_entropy(ids[:split], len(vocab))
     source = args.text or "the Python standard library's sources"
     print(f"fastrnn {__version__}: {len(text):,} characters of {source}, vocabulary "
-          f"{len(vocab)}, H={args.hidden}, window T={args.window}, batch B={args.batch}, "
+          f"{len(vocab)}, {model.params.cell} x {model.params.num_layers} layer(s), "
+          f"H={args.hidden}, window T={args.window}, batch B={args.batch}, "
           f"{args.dtype}, {args.optimizer} lr={args.lr}, backend "
           f"{args.backend} of {available_backends()}")
     print(f"unigram entropy (letter frequencies alone): {unigram:.3f} nats/char")
@@ -197,6 +199,8 @@ def main(argv=None) -> int:
     p.add_argument("--chars", type=_positive_int, default=1_000_000,
                    help="characters of the default corpus")
     p.add_argument("--hidden", type=_positive_int, default=128)
+    p.add_argument("--cell", choices=CELLS, default="tanh")
+    p.add_argument("--layers", type=_positive_int, default=1)
     p.add_argument("--window", type=_positive_int, default=50, help="truncated BPTT window")
     p.add_argument("--batch", type=_positive_int, default=32, help="parallel streams")
     p.add_argument("--steps", type=_positive_int, default=2000)

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from . import _checks, backends
-from .kernels import _run_forward, get_workspace
+from .kernels import _run_backward, _run_forward, get_workspace
 from .params import Params
 
 
 def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     """||kappa_t|| = ||dL/ds_t|| for t = 1 .. T, (T,), over the whole batch.
 
+    For a stack, s_t is the top layer's state (both directions, for a bidirectional one).
     ``model`` is an ``RNN`` (its loss is used, summed over the window) or a ``Params``
     of a cross-entropy model. With ``last_step_only``, L is the loss of the last step
     alone, so that ||dL_T/ds_t|| shows how much of it reaches each earlier step: the
@@ -27,7 +28,7 @@ def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     loss = "cross_entropy" if isinstance(model, Params) else model.loss
     backend = "auto" if isinstance(model, Params) else model.backend
     params = _checks.check_params(params)
-    kernels = backends.get(backend)
+    kernels = backends.get(backend, stack=params.is_stack)
     x = _checks.check_x(params, x)
     T, B = x.shape[:2]
     y = _checks.check_y(params, y, loss, T, B)
@@ -37,8 +38,15 @@ def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     kernels.loss(loss, "sum", y, ws)
     if last_step_only:
         ws.do[:-1] = 0.0
-    kernels.backward(params, x, ws, ws.grads)
-    return np.sqrt((ws.kappa.astype(np.float64) ** 2).sum(axis=(1, 2)))
+    _run_backward(kernels, params, x, ws, ws.grads)
+    if not ws.is_stack:
+        return np.sqrt((ws.kappa.astype(np.float64) ** 2).sum(axis=(1, 2)))
+    dirs = params.num_directions
+    squares = np.zeros(T)
+    for d, cell in enumerate(ws.cells[-dirs:]):          # the top layer's cells
+        kappa = cell.kappa[::-1] if d else cell.kappa     # into time order
+        squares += (kappa.astype(np.float64) ** 2).sum(axis=(1, 2))
+    return np.sqrt(squares)
 
 
 def _pyplot():

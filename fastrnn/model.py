@@ -28,13 +28,19 @@ class NonFiniteError(FloatingPointError):
 
 
 class RNN:
-    """A vanilla RNN with its parameters, optimiser and training progress.
+    """A recurrent network with its parameters, optimiser and training progress.
 
     Parameters
     ----------
     input_size, hidden_size, output_size : int
         D, H and O.
-    cell : {"tanh", "sigmoid", "relu"}
+    cell : {"tanh", "sigmoid", "relu", "lstm", "gru"}
+        A vanilla RNN with that nonlinearity, or a gated cell.
+    num_layers : int
+    bidirectional : bool
+        A bidirectional network reads whole sequences: ``fit`` starts every window from
+        a zero state (nothing to carry: its reverse direction starts at the window's
+        end), and ``step`` and ``sample`` are not available.
     loss : {"cross_entropy", "mse"}
         What ``fit`` and ``loss_and_grad`` minimise.
     dtype : float32 or float64
@@ -46,13 +52,14 @@ class RNN:
         For character models: then D = O = len(vocabulary) and ``sample`` works.
     """
 
-    def __init__(self, input_size, hidden_size, output_size, *, cell="tanh",
-                 loss="cross_entropy", dtype=np.float64, seed=None, backend="auto",
-                 vocabulary: Vocabulary | None = None):
+    def __init__(self, input_size, hidden_size, output_size, *, cell="tanh", num_layers=1,
+                 bidirectional=False, loss="cross_entropy", dtype=np.float64, seed=None,
+                 backend="auto", vocabulary: Vocabulary | None = None):
         self.params = init_params(input_size, hidden_size, output_size, cell=cell,
+                                  num_layers=num_layers, bidirectional=bidirectional,
                                   dtype=check_dtype(dtype), seed=seed)
         self.loss = _checks.check_choice(loss, _checks.LOSSES, "loss")
-        backends.resolve(backend)
+        backends.resolve(backend, stack=self.params.is_stack)
         self.backend = backend
         if vocabulary is not None and not (len(vocabulary) == input_size == output_size):
             raise ValueError(f"vocabulary: expected {input_size} = input_size = "
@@ -60,7 +67,7 @@ class RNN:
         self.vocabulary = vocabulary
         self.optimizer: optim.Optimizer | None = None
         self.progress = dict(steps=0, epoch=0, position=0, skipped=0)
-        self.carry: np.ndarray | None = None
+        self.carry = None               # the state carried between windows by ``fit``
         self._stream: Stream | None = None
 
     @classmethod
@@ -71,14 +78,16 @@ class RNN:
 
     def __repr__(self):
         p = self.params
+        depth = f", num_layers={p.num_layers}" if p.num_layers > 1 else ""
+        depth += ", bidirectional=True" if p.bidirectional else ""
         return (f"RNN(D={p.input_size}, H={p.hidden_size}, O={p.output_size}, "
-                f"cell={p.cell!r}, loss={self.loss!r}, dtype={p.dtype.name}, "
+                f"cell={p.cell!r}{depth}, loss={self.loss!r}, dtype={p.dtype.name}, "
                 f"steps={self.progress['steps']})")
 
     # --------------------------------------------------------------- computation
 
     def forward(self, x, h0=None):
-        """(o, h_T): outputs (T, B, O) and final state (B, H); see ``fastrnn.forward``."""
+        """(o, h_T): outputs (T, B, O) and the final state; see ``fastrnn.forward``."""
         return forward(self.params, x, h0, backend=self.backend)
 
     def loss_and_grad(self, x, y, h0=None, *, reduction="mean"):
@@ -180,14 +189,16 @@ class RNN:
         N, B = x.shape[:2]
         if self.optimizer is None:
             self.configure()
-        if self.carry is None or self.carry.shape != (B, self.params.hidden_size):
-            self.carry = np.zeros((B, self.params.hidden_size), dtype=self.params.dtype)
+        shape = self.params.state_shape(B)
+        if self.carry is None or _state_parts(self.carry)[0].shape != shape:
+            self.carry = _zero_state(self.params, shape)
         done = 0
         progress = self.progress
         while progress["epoch"] < epochs and (steps is None or done < steps):
             start = progress["position"]
-            if start == 0:
-                self.carry.fill(0.0)
+            if start == 0 or self.params.bidirectional:
+                for part in _state_parts(self.carry):
+                    part.fill(0.0)
             stop = min(start + window, N)
             loss, grad_norm = self._train_step(x[start:stop], y[start:stop], clip_norm,
                                                clip_value, on_nonfinite)
@@ -214,7 +225,8 @@ class RNN:
         if clip_value:
             optim.clip_grad_value(grads, clip_value)
         self.optimizer.step(self.params, grads)
-        np.copyto(self.carry, h_T)
+        for carry, final in zip(_state_parts(self.carry), _state_parts(h_T)):
+            np.copyto(carry, final)
         return loss, grad_norm
 
     def _nonfinite(self, on_nonfinite, what):
@@ -251,7 +263,7 @@ class RNN:
                     vocabulary=None if self.vocabulary is None else self.vocabulary.chars,
                     optimizer=None)
         if self.carry is not None:
-            arrays["carry"] = self.carry
+            arrays.update(zip(("carry", "carry_c"), _state_parts(self.carry)))
         if self.optimizer is not None:
             state = self.optimizer.state_dict()
             meta["optimizer"] = dict(name=state.pop("name"), steps=state.pop("steps"),
@@ -277,7 +289,9 @@ class RNN:
             config = meta["config"]
             chars = meta["vocabulary"]
             model = cls(config["input_size"], config["hidden_size"], config["output_size"],
-                        cell=config["cell"], loss=config["loss"], dtype=config["dtype"],
+                        cell=config["cell"], num_layers=config.get("num_layers", 1),
+                        bidirectional=config.get("bidirectional", False),
+                        loss=config["loss"], dtype=config["dtype"],
                         backend=backend or config["backend"],
                         vocabulary=None if chars is None else Vocabulary(chars))
             data = arrays.pop("params")
@@ -288,6 +302,8 @@ class RNN:
             model.params.data[...] = data
             model.progress = {k: int(meta["progress"][k]) for k in model.progress}
             model.carry = arrays.pop("carry", None)
+            if model.params.has_cell_state and model.carry is not None:
+                model.carry = (model.carry, arrays.pop("carry_c"))
             if meta["optimizer"] is not None:
                 opt = meta["optimizer"]
                 model.optimizer = optim.from_config(opt["name"], opt["config"])
@@ -300,6 +316,16 @@ class RNN:
             raise ValueError(f"checkpoint: {path} is not a valid fastrnn checkpoint "
                              f"({exc})") from exc
         return model
+
+
+def _state_parts(state) -> tuple:
+    """The arrays of a state: (h,) or the LSTM's (h, c)."""
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _zero_state(params: Params, shape):
+    parts = [np.zeros(shape, dtype=params.dtype) for _ in range(1 + params.has_cell_state)]
+    return tuple(parts) if params.has_cell_state else parts[0]
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:

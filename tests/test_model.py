@@ -172,3 +172,42 @@ def test_model_rejects_bad_arguments(call, argument):
     with pytest.raises(ValueError, match=rf"^{argument}: "):
         call(model, x, y)
     assert math.isfinite(model.params.data.sum())
+
+
+@pytest.mark.parametrize("cell, layers", [("lstm", 2), ("gru", 1)])
+def test_gated_model_trains_saves_and_resumes_exactly(tmp_path, cell, layers):
+    """N steps, save, load, M steps equals N + M steps, with the LSTM's (h, c) carried."""
+    vocab = fastrnn.data.Vocabulary.from_text("abcdefgh ")
+    ids = vocab.encode("abc defg habc hgfe dcba " * 20)
+    x, y = (fastrnn.data.streams(ids[k:len(ids) - 1 + k], 3) for k in (0, 1))
+
+    def fresh():
+        model = fastrnn.RNN.char_model(vocab, 16, cell=cell, num_layers=layers, seed=0)
+        model.configure("adam", 1e-2)
+        return model
+
+    straight = fresh()
+    straight.fit(x, y, window=7, steps=10)
+    resumed = fresh()
+    resumed.fit(x, y, window=7, steps=4)
+    assert isinstance(resumed.carry, tuple) == (cell == "lstm")
+    resumed.save(tmp_path / "ck.npz")
+    resumed = fastrnn.RNN.load(tmp_path / "ck.npz")
+    assert resumed.params.cell == cell and resumed.params.num_layers == layers
+    resumed.fit(x, y, window=7, steps=6)
+    np.testing.assert_array_equal(resumed.params.data, straight.params.data)
+    text = resumed.sample("ab", 20, seed=0)
+    assert len(text) == 22 and set(text) <= set(vocab.chars)
+
+
+def test_bidirectional_model_fits_without_carrying_state():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 2, 3))
+    y = np.cumsum(x, axis=0)[..., :1] * 0.1
+    model = fastrnn.RNN(3, 8, 1, cell="gru", bidirectional=True, loss="mse", seed=0)
+    model.configure("adam", 1e-2)
+    first = model.loss_and_grad(x, y)[0]
+    model.fit(x, y, window=10, epochs=20)
+    assert model.loss_and_grad(x, y)[0] < 0.5 * first
+    with pytest.raises(ValueError, match="^params: a bidirectional network cannot run step"):
+        model.step(x[0])

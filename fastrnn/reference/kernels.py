@@ -54,3 +54,5 @@ def stack_backward(params, x, ws, grads):
     grads.h0[...] = g["dh0"].reshape(grads.h0.shape)
     if grads.c0 is not None:
         grads.c0[...] = g["dc0"].reshape(grads.c0.shape)
+    for cell, kappa in zip(ws.cells, g["kappa"]):
+        cell.kappa[...] = kappa

@@ -112,13 +112,15 @@ def stack_bptt(params, x, cache, do):
     """Backpropagation through time through the whole network; do = dL/do (T, B, O).
 
     Returns a dict of gradients keyed by "d" + the parameter's name ("dU", "dW_l1",
-    "db_hh_reverse", "dV", ...), and dh0 (and the LSTM's dc0) (n, B, H).
+    "db_hh_reverse", "dV", ...), dh0 (and the LSTM's dc0) (n, B, H), and under "kappa"
+    every cell's kappa_t = dL/dh_t (T, B, H), in the cell's reading order.
     """
     H, dirs = params.hidden_size, params.num_directions
     grads = {"dV": np.einsum("tbo,tbh->oh", do, cache["top"]),  # sum_t dL/do_t h_t^T
              "dc": do.sum(axis=(0, 1))}                          # sum_t dL/do_t
     dh0 = np.empty_like(cache["h_T"])
     dc0 = None if cache["c_T"] is None else np.empty_like(cache["c_T"])
+    kappa = [None] * len(params.layers)
     from_above = do @ params.V                   # dL/dh_t of the top layer = V^T dL/do_t
     for k in reversed(range(params.num_layers)):
         layer_input = cache["inputs"][k]
@@ -132,12 +134,12 @@ def stack_bptt(params, x, cache, do):
             for key in ("dU", "dW", "db", "db_hh"):
                 if key in g:
                     grads[key + suffix(k, d)] = g[key]
-            dh0[i] = g["dh0"]
+            dh0[i], kappa[i] = g["dh0"], g["kappa"]
             if dc0 is not None:
                 dc0[i] = g["dc0"]
             if k > 0:                            # dL/dx_t = U^T dL/da_t, to the layer below
                 dx = _in_direction(g["da"] @ layer.U, d)
                 to_below = dx if to_below is None else to_below + dx
         from_above = to_below
-    grads["dh0"], grads["dc0"] = dh0, dc0
+    grads["dh0"], grads["dc0"], grads["kappa"] = dh0, dc0, kappa
     return grads
