@@ -9,7 +9,7 @@ append-only: changing what an existing builder returns invalidates the asv histo
 import numpy as np
 
 import fastrnn
-from fastrnn.bench import SIZES, STEP_SIZE
+from fastrnn.bench import GATED_CASES, SIZES, STEP_SIZE
 
 SIZE_NAMES = tuple(SIZES)
 DTYPES = ("float32", "float64")
@@ -63,3 +63,35 @@ def step_problem(seed: int = 0):
     params = fastrnn.init_params(D, H, O, dtype=dtype, seed=seed)
     x = rng.standard_normal((B, D)).astype(dtype)
     return params, x, np.zeros((B, H), dtype=dtype), np.zeros((B, O), dtype=dtype)
+
+
+GATED_CASE_NAMES = tuple(GATED_CASES)
+STACK_BACKENDS = ("numba", "reference")
+
+
+def check_stack_backend(backend: str) -> None:
+    """Raise NotImplementedError (asv's "skip") unless ``backend`` runs gated stacks here."""
+    check_backend(backend)
+    if not fastrnn.backends.runs_stacks(backend):
+        raise NotImplementedError(f"backend {backend!r} does not run gated cells")
+
+
+def gated_problem(name: str, seed: int = 0):
+    """Params, inputs and targets of the gated case ``GATED_CASES[name]``.
+
+    Returns
+    -------
+    params : fastrnn.Params (D, H, O) of the case's cell, layers, directions and dtype,
+        PyTorch's initialisation (the LSTM's forget-gate bias at one)
+    x : ndarray (T, B, D) standard normal of the case's dtype
+    y : ndarray (T, B) int64 class ids in [0, O)
+    """
+    c = GATED_CASES[name]
+    T, B, D, H, O = c["T"], c["B"], c["D"], c["H"], c["O"]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, D)).astype(c["dtype"])
+    y = rng.integers(0, O, size=(T, B))
+    params = fastrnn.init_params(D, H, O, cell=c["cell"], num_layers=c["num_layers"],
+                                 bidirectional=c["bidirectional"], dtype=c["dtype"],
+                                 seed=seed)
+    return params, x, y

@@ -8,6 +8,12 @@ Every process warms up first (compilation is never timed) and reports the median
 repeated runs; ratios are taken between figures of the same run.
 
 FLOPs are counted as forward 2 T B H (D + H + O) and backward twice that.
+
+With ``gated=True`` it also runs the gated cases of ``GATED_CASES``: fastrnn's stack
+backends against PyTorch's ``nn.LSTM`` / ``nn.GRU`` + ``nn.Linear`` holding the same
+weights (``fastrnn.interop.to_torch``), a training step or, under
+``torch.inference_mode()``, a forward pass, and the ratio PyTorch ms / fastrnn ms
+against each case's target.
 """
 from __future__ import annotations
 
@@ -27,6 +33,21 @@ SIZES = {
 }
 SYSTEMS = ("cython", "numba", "reference", "numpy-loop", "torch")
 STEP_SIZE = dict(B=1, D=8, H=64, O=8, dtype="float32")
+
+_M = {k: SIZES["M"][k] for k in "TBDHO"}
+# Dense float32 inputs and class-id targets. ``train``: a training step (forward,
+# cross-entropy with reduction "sum", full backward), else a forward pass. ``target``:
+# the PyTorch ms / fastrnn ms to reach, None for cases tracked without one.
+GATED_CASES = {
+    "lstm": dict(_M, cell="lstm", num_layers=1, bidirectional=False, dtype="float32",
+                 train=True, target=1.2),
+    "gru": dict(_M, cell="gru", num_layers=1, bidirectional=False, dtype="float32",
+                train=True, target=1.5),
+    "lstm-2x-bi": dict(_M, cell="lstm", num_layers=2, bidirectional=True, dtype="float32",
+                       train=True, target=None),
+    "lstm-infer": dict(T=150, B=1, D=256, H=256, O=256, cell="lstm", num_layers=1,
+                       bidirectional=False, dtype="float32", train=False, target=1.5),
+}
 
 
 def training_flops(T, B, D, H, O, **_) -> float:
@@ -174,6 +195,73 @@ def _torch_cell_step_us():
         return 1e3 * _median_ms(lambda: cell(x, h), budget=1.0, max_runs=20000)
 
 
+def _gated_problem(case: dict, seed=0):
+    """Params, (T, B, D) standard-normal inputs and (T, B) class ids for a gated case."""
+    import fastrnn
+
+    T, B, D, H, O = (case[k] for k in "TBDHO")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, D)).astype(case["dtype"])
+    y = rng.integers(0, O, size=(T, B))
+    params = fastrnn.init_params(D, H, O, cell=case["cell"], num_layers=case["num_layers"],
+                                 bidirectional=case["bidirectional"], dtype=case["dtype"],
+                                 seed=seed)
+    return params, x, y
+
+
+def _fastrnn_gated_step(backend, case: dict):
+    """``loss_and_grad`` for a training case, ``forward`` otherwise, as a no-argument call."""
+    import fastrnn
+
+    params, x, y = _gated_problem(case)
+    if case["train"]:
+        return lambda: fastrnn.loss_and_grad(params, x, y, backend=backend)
+    return lambda: fastrnn.forward(params, x, backend=backend)
+
+
+def _torch_gated_step(case: dict):
+    """PyTorch's module + Linear with the fastrnn case's weights, as a no-argument call.
+
+    A training case zeroes the gradients, runs forward, ``cross_entropy`` (reduction
+    "sum") and ``backward``; an inference case runs forward under
+    ``torch.inference_mode()``. Each call returns the loss, or the outputs (T, B, O).
+    """
+    import torch
+
+    from fastrnn.interop import to_torch
+
+    params, x, y = _gated_problem(case)
+    module, linear = to_torch(params)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).reshape(-1)
+
+    def train():
+        module.zero_grad(set_to_none=False)
+        linear.zero_grad(set_to_none=False)
+        out, _ = module(xt)
+        loss = torch.nn.functional.cross_entropy(linear(out).reshape(-1, case["O"]), yt,
+                                                 reduction="sum")
+        loss.backward()
+        return loss
+
+    def infer():
+        with torch.inference_mode():
+            return linear(module(xt)[0])
+
+    return train if case["train"] else infer
+
+
+def _gated_worker(name: str, system: str) -> dict:
+    case = GATED_CASES[name]
+    if system == "torch":
+        import torch
+
+        fn, extra = _torch_gated_step(case), {"threads": torch.get_num_threads()}
+    else:
+        fn, extra = _fastrnn_gated_step(system, case), {}
+    budget = 1.0 if system == "reference" else 3.0
+    return {"ms": _median_ms(fn, budget=budget, min_runs=3), **extra}
+
+
 def worker(job: str) -> dict:
     """Run one measurement in this process and return it."""
     kind, _, arg = job.partition(":")
@@ -181,6 +269,8 @@ def worker(job: str) -> dict:
         return {"gflops": _gemm_peak(np.dtype(arg))}
     if kind == "stream":
         return _stream_step_us(arg) if arg != "torch" else {"RNNCell": _torch_cell_step_us()}
+    if kind == "gated":
+        return _gated_worker(*arg.split(":"))
     system, size = kind, SIZES[arg]
     if system == "torch":
         fn = _torch_step(size)
@@ -207,8 +297,76 @@ def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, out=sys.stdout) -> dict:
-    """Measure everything, print a table, return the figures."""
+def _describe(case: dict) -> str:
+    stack = (f", {case['num_layers']} layers" if case["num_layers"] > 1 else "") + \
+        (", bidirectional" if case["bidirectional"] else "")
+    what = "training step (forward + cross-entropy + backward)" if case["train"] else \
+        "inference (forward; PyTorch under inference_mode)"
+    target = f"target >= {case['target']}x" if case["target"] else "no target"
+    return (f"{case['cell'].upper()}{stack} {what}: T={case['T']} B={case['B']} "
+            f"D={case['D']} H={case['H']} O={case['O']} {case['dtype']}, {target}")
+
+
+def _run_gated(systems, out) -> dict:
+    """Measure and print the gated cases; return {case: {system: ms}}."""
+    import fastrnn
+    from fastrnn.backends import runs_stacks
+
+    systems = [s for s in systems if s == "torch"
+               or (s in fastrnn.available_backends() and runs_stacks(s))]
+    print("\ngated cells against PyTorch's module + nn.Linear with the same weights; "
+          "ratio = PyTorch ms / fastrnn ms", file=out)
+    results = {}
+    for name, case in GATED_CASES.items():
+        print(f"{name}: {_describe(case)}", file=out)
+        rows, threads = {}, None
+        for system in systems:
+            r = _run_in_subprocess(f"gated:{name}:{system}")
+            if "error" in r:
+                print(f"  {system:12s} failed: {r['error']}", file=out)
+                continue
+            rows[system] = r["ms"]
+            threads = r.get("threads", threads)
+        fast = [s for s in rows if s not in ("torch", "reference")]
+        best = min(fast, key=rows.get) if fast else None
+        for system, ms in rows.items():
+            line = f"  {system:12s} {ms:10.3f} ms"
+            if system == "torch":
+                line += f"   ({threads} threads)"
+            elif "torch" in rows:
+                ratio = rows["torch"] / ms
+                line += f"   {ratio:6.2f}x"
+                if system == best and case["target"]:
+                    line += "   meets the target" if ratio >= case["target"] else \
+                        "   below the target"
+            print(line, file=out)
+        results[name] = rows
+    return results
+
+
+def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, gated=False,
+        out=sys.stdout) -> dict:
+    """Measure everything, print a table, return the figures.
+
+    Parameters
+    ----------
+    sizes : iterable of str
+        Keys of ``SIZES`` for the vanilla training step; empty skips it and the GEMM peak.
+    systems : iterable of str
+        Among ``SYSTEMS``; unavailable ones are left out.
+    stream : bool
+        Also the streaming step.
+    gated : bool
+        Also the cases of ``GATED_CASES`` (stack backends and PyTorch only).
+    out : file
+        Where the tables go.
+
+    Returns
+    -------
+    dict
+        "peak" {dtype: GFLOP/s}, each size {system: ms}, "gated" {case: {system: ms}},
+        "stream" {label: us}, as measured.
+    """
     import fastrnn
 
     systems = [s for s in systems if s in ("reference", "numpy-loop", "torch")
@@ -217,10 +375,14 @@ def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, out=sys.stdout) -> 
         print("PyTorch is not installed: skipping the PyTorch comparison "
               "(pip install torch==2.13.0)", file=out)
         systems.remove("torch")
-    peaks = {dt: _run_in_subprocess(f"peak:{dt}")["gflops"] for dt in ("float32", "float64")}
-    print(f"GEMM peak on this machine (numpy matmul 2048^2): float32 "
-          f"{peaks['float32']:.0f} GFLOP/s, float64 {peaks['float64']:.0f} GFLOP/s", file=out)
-    results = {"peak": peaks}
+    results = {}
+    if sizes:
+        peaks = {dt: _run_in_subprocess(f"peak:{dt}")["gflops"]
+                 for dt in ("float32", "float64")}
+        print(f"GEMM peak on this machine (numpy matmul 2048^2): float32 "
+              f"{peaks['float32']:.0f} GFLOP/s, float64 {peaks['float64']:.0f} GFLOP/s",
+              file=out)
+        results["peak"] = peaks
     for name in sizes:
         size = SIZES[name]
         flops = training_flops(**size)
@@ -247,6 +409,8 @@ def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, out=sys.stdout) -> 
                 line += f"   {best} is {ms / rows[best]:6.2f}x faster"
             print(line, file=out)
         results[name] = rows
+    if gated:
+        results["gated"] = _run_gated(systems, out)
     if stream:
         s = STEP_SIZE
         print(f"\nstreaming step B={s['B']} D={s['D']} H={s['H']} {s['dtype']} "

@@ -154,7 +154,7 @@ def sample(args) -> int:
 
 def bench(args) -> int:
     from .bench import run
-    run(sizes=args.sizes, stream=not args.no_stream)
+    run(sizes=args.sizes, stream=not args.no_stream, gated=args.gated)
     return 0
 
 
@@ -228,8 +228,11 @@ def main(argv=None) -> int:
     p.set_defaults(run=sample)
 
     p = commands.add_parser("bench", help="compare backends and PyTorch, one process each")
-    p.add_argument("--sizes", nargs="+", default=["S", "M", "L"], choices=["S", "M", "L"])
+    p.add_argument("--sizes", nargs="*", default=["S", "M", "L"], choices=["S", "M", "L"],
+                   help="vanilla sizes (none: skip them)")
     p.add_argument("--no-stream", action="store_true", help="skip the streaming step")
+    p.add_argument("--gated", action="store_true",
+                   help="also LSTM and GRU against PyTorch's nn.LSTM and nn.GRU")
     p.set_defaults(run=bench)
 
     p = commands.add_parser("info", help="version, backends, threads, Numba cache")

@@ -143,7 +143,7 @@ def run(backend, params, x, y, state, loss="cross_entropy"):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 @pytest.mark.parametrize("tokens", [False, True], ids=["dense", "ids"])
-@pytest.mark.parametrize("case", STACKS + [("sigmoid", 2, True), ("lstm", 3, True)],
+@pytest.mark.parametrize("case", STACKS + [("sigmoid", 2, True), ("lstm", 3, False)],
                          ids=stack_id)
 def test_numba_matches_reference(case, tokens, loss, dtype):
     params, x, y, state = make_stack(*case, T=7, B=3, tokens=tokens, loss=loss, dtype=dtype,

@@ -1,0 +1,101 @@
+"""Gated cells: LSTM and GRU training steps and LSTM inference, against PyTorch.
+
+Legend: T time steps, B batch, D input size, H hidden size, O output size. The cases are
+``fastrnn.bench.GATED_CASES``, all float32 with dense (T, B, D) inputs:
+
+- "lstm", "gru": one layer at size M (T=100 B=32 D=64 H=256 O=64), a training step
+  (forward, cross-entropy with reduction "sum", full backward);
+- "lstm-2x-bi": the same with two bidirectional LSTM layers (no target, tracked);
+- "lstm-infer": an LSTM forward pass at T=150 B=1 D=H=O=256.
+
+The issue's targets are ratios of PyTorch's time to fastrnn's (>= 1.2 for "lstm",
+>= 1.5 for "gru" and "lstm-infer"); ``python -m fastrnn bench`` (with ``gated=True``)
+reports them from one run. Here the two sides are separate benchmarks: fastrnn per
+stack backend, and TimeTorchGated.
+
+Building the problem, Numba compilation (or loading it from the disk cache), workspace
+allocation and PyTorch's first-call set-up happen in ``setup``.
+"""
+import fastrnn
+from fastrnn.bench import GATED_CASES, _torch_gated_step
+
+from .common import GATED_CASE_NAMES, STACK_BACKENDS, check_stack_backend, gated_problem
+
+TRAINING_CASES = [name for name in GATED_CASE_NAMES if GATED_CASES[name]["train"]]
+INFERENCE_CASES = [name for name in GATED_CASE_NAMES if not GATED_CASES[name]["train"]]
+# The reference backend takes about a second per step here: skipped.
+REFERENCE_SKIPS = ("lstm-2x-bi",)
+
+
+class GatedTrainingStep:
+    """``fastrnn.loss_and_grad`` per stack backend and training case.
+
+    The reference backend is skipped at "lstm-2x-bi"; a backend that is not available,
+    or does not run gated cells, is skipped everywhere.
+    """
+
+    params = (list(STACK_BACKENDS), TRAINING_CASES)
+    param_names = ("backend", "case")
+    timeout = 300
+
+    def setup(self, backend, name):
+        check_stack_backend(backend)
+        if backend == "reference" and name in REFERENCE_SKIPS:
+            raise NotImplementedError(f"the reference backend is too slow at {name}")
+        self.params, self.x, self.y = gated_problem(name)
+        self.backend = backend
+        self.time_loss_and_grad(backend, name)
+
+    def time_loss_and_grad(self, backend, name):
+        fastrnn.loss_and_grad(self.params, self.x, self.y, backend=self.backend)
+
+    def peakmem_loss_and_grad(self, backend, name):
+        fastrnn.loss_and_grad(self.params, self.x, self.y, backend=self.backend)
+
+
+class GatedInference:
+    """``fastrnn.forward`` (outputs o_t and the final state) per stack backend."""
+
+    params = (list(STACK_BACKENDS), INFERENCE_CASES)
+    param_names = ("backend", "case")
+    timeout = 300
+
+    def setup(self, backend, name):
+        check_stack_backend(backend)
+        self.params, self.x, _ = gated_problem(name)
+        self.backend = backend
+        self.time_forward(backend, name)
+
+    def time_forward(self, backend, name):
+        fastrnn.forward(self.params, self.x, backend=self.backend)
+
+    def peakmem_forward(self, backend, name):
+        fastrnn.forward(self.params, self.x, backend=self.backend)
+
+
+class TimeTorchGated:
+    """PyTorch's ``nn.LSTM`` / ``nn.GRU`` + ``nn.Linear`` on every gated case.
+
+    ``fastrnn.bench._torch_gated_step``: the same weights (``fastrnn.interop.to_torch``)
+    and inputs as the fastrnn side; a training case zeroes the gradients and runs
+    forward, ``cross_entropy`` (reduction "sum") and ``backward``, an inference case
+    runs forward under ``torch.inference_mode()``. Skipped when torch is not installed.
+    """
+
+    params = (list(GATED_CASE_NAMES),)
+    param_names = ("case",)
+    timeout = 300
+
+    def setup(self, name):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise NotImplementedError("torch is not installed") from None
+        self.step = _torch_gated_step(GATED_CASES[name])
+        self.step()
+
+    def time_step(self, name):
+        self.step()
+
+    def peakmem_step(self, name):
+        self.step()
