@@ -12,8 +12,9 @@ FASTRNN_REQUIRE_EXT=1    a failed or impossible build is an error (for CI and wh
 FASTRNN_NO_EXT=1         do not build the extension at all (a pure-Python install)
 FASTRNN_CYTHON_DEBUG=1   bounds and initialisation checks on, -O0 -g: for debugging
 
-The kernels (rnn.pyx) are compiled for the baseline of the platform, so that a wheel
-runs on any CPU, and on x86-64 a second time with AVX2 as ``rnn_avx2``, which
+The kernels (rnn.pyx, stack.pyx) are compiled for the baseline of the platform, so that
+a wheel runs on any CPU, and on x86-64 a second time with AVX2 as ``rnn_avx2`` and
+``stack_avx2``, which
 fastrnn._cython.kernels imports instead when the CPU has AVX2: the elementwise loops
 (tanh, exp, the small matrix products) run twice as wide. Both give the same bits.
 
@@ -33,9 +34,10 @@ from setuptools.command.build_ext import build_ext
 PACKAGE = Path("fastrnn", "_cython")
 # module: (source, extra flags for gcc and clang); a module with flags is an optional
 # variant for newer CPUs, built with gcc or clang on x86-64.
-MODULES = {"_blas": ("_blas.pyx", []), "rnn": ("rnn.pyx", [])}
+MODULES = {"_blas": ("_blas.pyx", []), "rnn": ("rnn.pyx", []), "stack": ("stack.pyx", [])}
 if platform.machine().lower() in ("x86_64", "amd64") and os.name == "posix":
     MODULES["rnn_avx2"] = ("rnn.pyx", ["-mavx2"])
+    MODULES["stack_avx2"] = ("stack.pyx", ["-mavx2"])
 
 
 def _flag(name: str) -> bool:
@@ -145,8 +147,8 @@ class OptionalBuildExt(build_ext):
     def build_extension(self, ext):
         if _skip.said:                  # a module failed: the backend is incomplete anyway
             return
-        # rnn and rnn_avx2 are translated from the same rnn.pyx: each gets its own
-        # temporary folder for the generated C and the object files.
+        # rnn and rnn_avx2 (stack and stack_avx2) are translated from one .pyx: each
+        # gets its own temporary folder for the generated C and the object files.
         temp = self.build_temp
         self.build_temp = os.path.join(temp, ext.name.rpartition(".")[2])
         try:

@@ -11,7 +11,7 @@ Legend: T time steps, B batch, D input size, H hidden size, O output size. The c
 The issue's targets are ratios of PyTorch's time to fastrnn's (>= 1.2 for "lstm",
 >= 1.5 for "gru" and "lstm-infer"); ``python -m fastrnn bench`` (with ``gated=True``)
 reports them from one run. Here the two sides are separate benchmarks: fastrnn per
-stack backend, and TimeTorchGated.
+backend, and TimeTorchGated.
 
 Building the problem, Numba compilation (or loading it from the disk cache), workspace
 allocation and PyTorch's first-call set-up happen in ``setup``.
@@ -19,7 +19,7 @@ allocation and PyTorch's first-call set-up happen in ``setup``.
 import fastrnn
 from fastrnn.bench import GATED_CASES, _torch_gated_step
 
-from .common import GATED_CASE_NAMES, STACK_BACKENDS, check_stack_backend, gated_problem
+from .common import BACKENDS, GATED_CASE_NAMES, check_backend, gated_problem
 
 TRAINING_CASES = [name for name in GATED_CASE_NAMES if GATED_CASES[name]["train"]]
 INFERENCE_CASES = [name for name in GATED_CASE_NAMES if not GATED_CASES[name]["train"]]
@@ -28,18 +28,18 @@ REFERENCE_SKIPS = ("lstm-2x-bi",)
 
 
 class GatedTrainingStep:
-    """``fastrnn.loss_and_grad`` per stack backend and training case.
+    """``fastrnn.loss_and_grad`` per backend and training case.
 
-    The reference backend is skipped at "lstm-2x-bi"; a backend that is not available,
-    or does not run gated cells, is skipped everywhere.
+    The reference backend is skipped at "lstm-2x-bi"; a backend that is not available
+    is skipped everywhere.
     """
 
-    params = (list(STACK_BACKENDS), TRAINING_CASES)
+    params = (list(BACKENDS), TRAINING_CASES)
     param_names = ("backend", "case")
     timeout = 300
 
     def setup(self, backend, name):
-        check_stack_backend(backend)
+        check_backend(backend)
         if backend == "reference" and name in REFERENCE_SKIPS:
             raise NotImplementedError(f"the reference backend is too slow at {name}")
         self.params, self.x, self.y = gated_problem(name)
@@ -54,14 +54,14 @@ class GatedTrainingStep:
 
 
 class GatedInference:
-    """``fastrnn.forward`` (outputs o_t and the final state) per stack backend."""
+    """``fastrnn.forward`` (outputs o_t and the final state) per backend."""
 
-    params = (list(STACK_BACKENDS), INFERENCE_CASES)
+    params = (list(BACKENDS), INFERENCE_CASES)
     param_names = ("backend", "case")
     timeout = 300
 
     def setup(self, backend, name):
-        check_stack_backend(backend)
+        check_backend(backend)
         self.params, self.x, _ = gated_problem(name)
         self.backend = backend
         self.time_forward(backend, name)

@@ -66,14 +66,6 @@ def step_problem(seed: int = 0):
 
 
 GATED_CASE_NAMES = tuple(GATED_CASES)
-STACK_BACKENDS = ("numba", "reference")
-
-
-def check_stack_backend(backend: str) -> None:
-    """Raise NotImplementedError (asv's "skip") unless ``backend`` runs gated stacks here."""
-    check_backend(backend)
-    if not fastrnn.backends.runs_stacks(backend):
-        raise NotImplementedError(f"backend {backend!r} does not run gated cells")
 
 
 def gated_problem(name: str, seed: int = 0):

@@ -310,10 +310,8 @@ def _describe(case: dict) -> str:
 def _run_gated(systems, out) -> dict:
     """Measure and print the gated cases; return {case: {system: ms}}."""
     import fastrnn
-    from fastrnn.backends import runs_stacks
 
-    systems = [s for s in systems if s == "torch"
-               or (s in fastrnn.available_backends() and runs_stacks(s))]
+    systems = [s for s in systems if s == "torch" or s in fastrnn.available_backends()]
     print("\ngated cells against PyTorch's module + nn.Linear with the same weights; "
           "ratio = PyTorch ms / fastrnn ms", file=out)
     results = {}
@@ -357,7 +355,7 @@ def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, gated=False,
     stream : bool
         Also the streaming step.
     gated : bool
-        Also the cases of ``GATED_CASES`` (stack backends and PyTorch only).
+        Also the cases of ``GATED_CASES`` (fastrnn's backends and PyTorch only).
     out : file
         Where the tables go.
 

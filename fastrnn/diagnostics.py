@@ -28,7 +28,7 @@ def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     loss = "cross_entropy" if isinstance(model, Params) else model.loss
     backend = "auto" if isinstance(model, Params) else model.backend
     params = _checks.check_params(params)
-    kernels = backends.get(backend, stack=params.is_stack)
+    kernels = backends.get(backend)
     x = _checks.check_x(params, x)
     T, B = x.shape[:2]
     y = _checks.check_y(params, y, loss, T, B)

@@ -123,7 +123,7 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     Both are fresh arrays that later calls leave alone.
     """
     params = _checks.check_params(params)
-    kernels = backends.get(backend, stack=params.is_stack)
+    kernels = backends.get(backend)
     x = _checks.check_x(params, x)
     T, B = x.shape[:2]
     h0 = _checks.check_state(params, h0, B)
@@ -172,7 +172,7 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
         passing them back as ``h0`` is safe).
     """
     params = _checks.check_params(params, finite=False)
-    kernels = backends.get(backend, stack=params.is_stack)
+    kernels = backends.get(backend)
     _checks.check_choice(loss, _checks.LOSSES, "loss")
     _checks.check_choice(reduction, _checks.REDUCTIONS, "reduction")
     x = _checks.check_x(params, x)
@@ -304,7 +304,7 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     """
     params = _checks.check_params(params, finite=False)
     _check_streamable(params)
-    kernels = backends.get(backend, "step", stack=params.is_stack)
+    kernels = backends.get(backend, "step")
     x_t = _check_step_input(params, x_t)
     B = x_t.shape[0]
     h = _zero_state(params, B) if h is None else _checks.check_state(params, h, B, "h")
@@ -339,7 +339,7 @@ class Stream:
     def __init__(self, params: Params, batch_size: int = 1, h0=None, *, backend="auto"):
         self.params = _checks.check_params(params)
         _check_streamable(params)
-        self._kernels = backends.get(backend, "step", stack=params.is_stack)
+        self._kernels = backends.get(backend, "step")
         self._step = self._kernels.step
         if isinstance(batch_size, (bool, np.bool_)) or \
                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

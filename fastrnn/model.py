@@ -59,7 +59,7 @@ class RNN:
                                   num_layers=num_layers, bidirectional=bidirectional,
                                   dtype=check_dtype(dtype), seed=seed)
         self.loss = _checks.check_choice(loss, _checks.LOSSES, "loss")
-        backends.resolve(backend, stack=self.params.is_stack)
+        backends.resolve(backend)
         self.backend = backend
         if vocabulary is not None and not (len(vocabulary) == input_size == output_size):
             raise ValueError(f"vocabulary: expected {input_size} = input_size = "

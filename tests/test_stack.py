@@ -23,8 +23,8 @@ F = torch.nn.functional
 CELLS = ["tanh", "relu", "lstm", "gru"]
 STACKS = [(cell, L, bi) for cell, L, bi in itertools.product(CELLS, (1, 2), (False, True))
           if cell in ("lstm", "gru") or L > 1 or bi]
-STACK_BACKENDS = [b for b in fastrnn.available_backends()
-                  if fastrnn.backends.runs_stacks(b)]
+STACK_BACKENDS = fastrnn.available_backends()
+COMPILED = [b for b in STACK_BACKENDS if b != "reference"]
 D, H, O = 5, 4, 3
 
 
@@ -139,17 +139,17 @@ def run(backend, params, x, y, state, loss="cross_entropy"):
     return out
 
 
-@pytest.mark.skipif("numba" not in STACK_BACKENDS, reason="Numba is not available")
+@pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 @pytest.mark.parametrize("tokens", [False, True], ids=["dense", "ids"])
 @pytest.mark.parametrize("case", STACKS + [("sigmoid", 2, True), ("lstm", 3, False)],
                          ids=stack_id)
-def test_numba_matches_reference(case, tokens, loss, dtype):
+def test_compiled_matches_reference(case, tokens, loss, dtype, backend):
     params, x, y, state = make_stack(*case, T=7, B=3, tokens=tokens, loss=loss, dtype=dtype,
                                      seed=4)
     ref = run("reference", params, x, y, state, loss)
-    fast = run("numba", params, x, y, state, loss)
+    fast = run(backend, params, x, y, state, loss)
     for name, value in ref.items():
         scale = np.abs(value).max()
         np.testing.assert_allclose(fast[name], value, rtol=RTOL[dtype],
@@ -199,12 +199,12 @@ def test_carrying_the_state_equals_one_long_sequence():
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
-@pytest.mark.skipif("numba" not in STACK_BACKENDS, reason="Numba is not available")
+@pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("cell, L, bi", [("lstm", 2, True), ("gru", 1, False)])
-def test_numba_training_step_allocates_nothing(cell, L, bi):
+def test_compiled_training_step_allocates_nothing(cell, L, bi, backend):
     """Traced memory stays under 4 KiB over 20 steps, while the smallest array a step
     could allocate, one (B, H) state, is 8 KiB; what remains is Python's transient
-    objects (the dispatcher's view of the tuple arguments)."""
+    objects (Numba's view of the tuple arguments, Cython's memoryviews)."""
     rng = np.random.default_rng(8)
     B, Hb, T = 8, 128, 10
     params = fastrnn.init_params(16, Hb, 8, cell=cell, num_layers=L, bidirectional=bi,
@@ -213,7 +213,7 @@ def test_numba_training_step_allocates_nothing(cell, L, bi):
     y = rng.integers(0, 8, size=(T, B))
 
     def train_step():
-        _, grads, _ = fastrnn.loss_and_grad(params, x, y, backend="numba")
+        _, grads, _ = fastrnn.loss_and_grad(params, x, y, backend=backend)
         fastrnn.sgd_step(params, grads, 1e-3)
 
     train_step()
@@ -275,11 +275,18 @@ def test_bidirectional_cannot_stream():
         fastrnn.Stream(params)
 
 
-@pytest.mark.skipif("cython" not in fastrnn.available_backends(), reason="no extension")
-def test_cython_says_what_it_does_not_run():
-    params, x, _, _ = make_stack("lstm", 1, False)
-    with pytest.raises(ValueError, match="^backend: backend 'cython' runs only the one-layer"):
-        fastrnn.forward(params, x, backend="cython")
+@pytest.mark.skipif("cython" not in COMPILED, reason="no extension")
+def test_cython_cells_refuse_another_dtype():
+    from fastrnn._cython import kernels
+    params, x, _, _ = make_stack("gru", 1, False)
+    ws = fastrnn.get_workspace(params, x.shape[0], x.shape[1])
+    cells = kernels.cells(params, ws, ws.grads)
+    x32 = x.astype(np.float32)
+    zeros = np.zeros((1, 2, H), np.float32)
+    with pytest.raises(TypeError, match="^cells: expected arrays of 4-byte floats"):
+        kernels.stack.stack_forward_dense(cells, x32, zeros, zeros, params.V.astype(np.float32),
+                                          params.c.astype(np.float32), ws.o.astype(np.float32),
+                                          zeros, zeros)
 
 
 def test_grads_of_another_cell_are_refused():

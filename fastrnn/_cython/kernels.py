@@ -22,12 +22,13 @@ be a small Python object per array per call, about 2.5 kB for a backward pass.
 import weakref
 from operator import attrgetter, is_
 
-from . import rnn
+from . import rnn, stack
 
 ISA = "baseline"
 if rnn.cpu_has_avx2():
     try:
         from . import rnn_avx2 as rnn
+        from . import stack_avx2 as stack
         ISA = "avx2"
     except ImportError:     # not built: not x86-64, or the compiler refused -mavx2
         pass
@@ -38,6 +39,7 @@ GEMV_FACTOR = 8
 PARAMS = attrgetter("U", "W", "b", "V", "c")
 WORKSPACE = attrgetter("a", "s", "o", "do", "kappa", "da", "WT")
 GRADS = attrgetter("U", "W", "b", "V", "c", "h0")
+OUTPUTS = attrgetter("o", "do")
 
 _views: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -57,10 +59,13 @@ def views(owner, arrays_of):
     without generator expressions, whose frames would be allocated at every call.)
     """
     arrays = arrays_of(owner)
-    cached = _views.get(owner)
-    if cached is None or cached[0] is not arrays_of or not all(map(is_, arrays, cached[1])):
-        cached = _views[owner] = (arrays_of, arrays, tuple(map(_view, arrays)))
-    return cached[2]
+    per_owner = _views.get(owner)
+    if per_owner is None:
+        per_owner = _views[owner] = {}
+    cached = per_owner.get(arrays_of)
+    if cached is None or not all(map(is_, arrays, cached[0])):
+        cached = per_owner[arrays_of] = (arrays, tuple(map(_view, arrays)))
+    return cached[1]
 
 
 def forward(params, x, h0, ws):
@@ -74,7 +79,7 @@ def forward(params, x, h0, ws):
 def loss(kind, reduction, y, ws):
     scale = 1.0 / y.size if reduction == "mean" else 1.0
     kernel = rnn.cross_entropy if kind == "cross_entropy" else rnn.squared_error
-    _, _, o, do, _, _, _ = views(ws, WORKSPACE)
+    o, do = views(ws, OUTPUTS)
     return kernel(o, y, scale, do)
 
 
@@ -91,3 +96,46 @@ def step(params, x_t, h, a, o_out, h_out):
     kernel = rnn.step_ids if x_t.ndim == 1 else rnn.step_dense
     U, W, b, V, c = views(params, PARAMS)
     return kernel(rnn.CELLS[params.cell], U, W, b, V, c, x_t, h, a, o_out, h_out)
+
+
+# ------------------------------------------------------------------------- stacks
+# The stack kernels take a ``stack.Cells``: the addresses of the per-cell arrays of one
+# (params, grads, workspace) triple, made once per workspace and made again when the
+# params or grads it was made for change.
+
+_cells: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _layer_arrays(owner, prefix=""):
+    layers = owner.layers
+    return {prefix + "U": [layer.U for layer in layers],
+            prefix + "W": [layer.W for layer in layers],
+            prefix + "b": [layer.b for layer in layers],
+            prefix + "b_hh": [layer.b if layer.b_hh is None else layer.b_hh
+                              for layer in layers]}
+
+
+def cells(params, ws, grads):
+    """The ``stack.Cells`` of params, workspace and grads, made on first use."""
+    cached = _cells.get(ws)
+    if cached is None or cached[0] is not params.data or cached[1] is not grads.data:
+        arrays = {**_layer_arrays(params), **_layer_arrays(grads, "d"),
+                  "Y": list(ws.Y), "dY": list(ws.dY)}
+        for name in ("gates", "aux", "h", "kappa", "da", "dah"):
+            arrays[name] = [getattr(cell, name) for cell in ws.cells]
+        cached = _cells[ws] = (params.data, grads.data,
+                               stack.Cells(params.cell, params.num_directions, arrays))
+    return cached[2]
+
+
+def stack_forward(params, x, h0, c0, ws):
+    kernel = stack.stack_forward_ids if x.ndim == 2 else stack.stack_forward_dense
+    kernel(cells(params, ws, ws.grads), x, h0, h0 if c0 is None else c0, params.V,
+           params.c, ws.o, ws.h_T, ws.c_T)
+
+
+def stack_backward(params, x, ws, grads):
+    kernel = stack.stack_backward_ids if x.ndim == 2 else stack.stack_backward_dense
+    dh0 = grads.h0.reshape(ws.h_T.shape)
+    dc0 = ws.grad_c0 if grads.c0 is None else grads.c0.reshape(dh0.shape)
+    kernel(cells(params, ws, grads), x, params.V, ws.do, grads.V, grads.c, dh0, dc0)
