@@ -7,8 +7,9 @@ the development machine (2 cores, AVX-512), each backend in its own process:
 - sequences (``forward``, ``loss_and_grad``, training): cython, then numba. Cython was
   4-8% faster at the three benchmark sizes (S 0.105 vs 0.114 ms, M 14.1 vs 15.0 ms,
   L 346 vs 367 ms, medians), because its BLAS calls accumulate into a_t and kappa_t
-  where Numba's np.dot needs a separate pass; likewise for the gated cells at
-  T=100 B=32 D=64 H=256 O=64 float32 (LSTM 52.9 vs 54.7 ms, GRU 42.2 vs 43.8 ms).
+  where Numba's np.dot needs a separate pass. For the gated cells at T=100 B=32 D=64
+  H=256 O=64 float32 the two tie (LSTM 53.6 vs 53.9 ms, GRU 42.4 vs 42.3 ms, LSTM
+  inference at T=150 B=1 H=256 3.0 vs 3.1 ms; ``fastrnn bench --gated``).
 - steps (``step``, ``Stream``, sampling): numba, then cython. A streaming step at
   B=1, H=64 costs 2.3 us through Numba and 4.0 us through Cython: Numba passes
   arguments more cheaply and its dot products use AVX-512.
