@@ -9,7 +9,7 @@ append-only: changing what an existing builder returns invalidates the asv histo
 import numpy as np
 
 import fastrnn
-from fastrnn.bench import GATED_CASES, SIZES, STEP_SIZE
+from fastrnn.bench import GATED_CASES, SIZES, STEP_SIZE, _gated_problem
 
 SIZE_NAMES = tuple(SIZES)
 DTYPES = ("float32", "float64")
@@ -78,12 +78,4 @@ def gated_problem(name: str, seed: int = 0):
     x : ndarray (T, B, D) standard normal of the case's dtype
     y : ndarray (T, B) int64 class ids in [0, O)
     """
-    c = GATED_CASES[name]
-    T, B, D, H, O = c["T"], c["B"], c["D"], c["H"], c["O"]
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((T, B, D)).astype(c["dtype"])
-    y = rng.integers(0, O, size=(T, B))
-    params = fastrnn.init_params(D, H, O, cell=c["cell"], num_layers=c["num_layers"],
-                                 bidirectional=c["bidirectional"], dtype=c["dtype"],
-                                 seed=seed)
-    return params, x, y
+    return _gated_problem(GATED_CASES[name], seed)

@@ -107,19 +107,28 @@ def from_torch(module, linear) -> Params:
                     cell=_MODES[module.mode], num_layers=module.num_layers,
                     bidirectional=module.bidirectional,
                     dtype=np.float64 if dtype == torch.float64 else np.float32)
+    return _fill(params, lambda name: _numpy(getattr(module, name)), _numpy(linear.weight),
+                 _numpy(linear.bias))
+
+
+def _fill(params: Params, tensor, weight, bias) -> Params:
+    """Copy a module's tensors into params: ``tensor(name)`` is the array of PyTorch's
+    ``name`` (weight_ih_l0, ...), weight and bias the Linear's; returns params."""
+    dirs = params.num_directions
     for k in range(params.num_layers):
         for d in range(dirs):
             layer = params.layers[k * dirs + d]
-            w_ih, w_hh, b_ih, b_hh = (_numpy(getattr(module, name)) for name in _names(k, d))
+            w_ih, w_hh, b_ih, b_hh = (tensor(name) for name in _names(k, d))
             layer.U[...] = w_ih
             layer.W[...] = w_hh
             if params.cell == "gru":
                 layer.b[...] = b_ih
                 layer.b_hh[...] = b_hh
-            else:
-                layer.b[...] = b_ih + b_hh
-    params.V[...] = _numpy(linear.weight)
-    params.c[...] = _numpy(linear.bias)
+            else:                            # summed in the wider of their dtypes
+                layer.b[...] = np.add(b_ih, b_hh, dtype=np.result_type(b_ih, b_hh,
+                                                                        params.dtype))
+    params.V[...] = weight
+    params.c[...] = bias
     return params
 
 
@@ -352,22 +361,7 @@ def load_state_dict(params: Params, module_state, linear_state) -> Params:
                 f"nn.Linear({params.V.shape[1]}, {params.output_size})")
     linear = _checked_arrays(linear_state, linear_shapes, "linear_state")
 
-    dirs = params.num_directions
-    for k in range(params.num_layers):
-        for d in range(dirs):
-            layer = params.layers[k * dirs + d]
-            w_ih, w_hh, b_ih, b_hh = (module[name] for name in _names(k, d))
-            layer.U[...] = w_ih
-            layer.W[...] = w_hh
-            if params.cell == "gru":
-                layer.b[...] = b_ih
-                layer.b_hh[...] = b_hh
-            else:
-                layer.b[...] = np.add(b_ih, b_hh, dtype=np.result_type(b_ih, b_hh,
-                                                                        params.dtype))
-    params.V[...] = linear["weight"]
-    params.c[...] = linear["bias"]
-    return params
+    return _fill(params, module.__getitem__, linear["weight"], linear["bias"])
 
 
 def state_dict(params: Params) -> tuple[dict, dict]:
