@@ -120,7 +120,8 @@ def test_matches_pytorch(case, loss, backend):
 
 
 @pytest.mark.parametrize("tokens", [False, True], ids=["dense", "ids"])
-@pytest.mark.parametrize("case", STACKS, ids=stack_id)
+@pytest.mark.parametrize("case", STACKS + [("sigmoid", 1, True), ("sigmoid", 2, False),
+                                           ("sigmoid", 2, True)], ids=stack_id)
 def test_gradcheck(case, tokens):
     params, x, y, state = make_stack(*case, T=4, B=2, tokens=tokens, seed=3)
     errors = fastrnn.gradcheck(params, x, y, state)
