@@ -88,6 +88,14 @@ cdef void _reverse_time(floating* a, Py_ssize_t T, Py_ssize_t row) noexcept nogi
             v[k] = tmp
 
 
+cdef void _add_product(floating* a, const floating* b, const floating* c,
+                       Py_ssize_t n) noexcept nogil:
+    """a += b * c over n elements."""
+    cdef Py_ssize_t k
+    for k in range(n):
+        a[k] += b[k] * c[k]
+
+
 cdef void _lstm_cell_forward(floating* g, const floating* c_prev, floating* c_next,
                              floating* h_next, Py_ssize_t H) noexcept nogil:
     """One row: g (4H) a_t -> i, f, g, og; c_t = f c_{t-1} + i g; h_t = og tanh(c_t)."""
@@ -215,9 +223,9 @@ cdef void _cell_backward(int cell, const floating* W, const floating* gates,
     for t in range(T - 1, -1, -1):
         if t < T - 1:                            # kappa_t += W^T dL/da_{t+1} (+ GRU's z)
             if cell == GRU:
-                for k in range(BH):
-                    kappa[t * BH + k] += gates[(t + 1) * BG + (k // H) * G + H + k % H] * \
-                        kappa[(t + 1) * BH + k]
+                for r in range(B):
+                    _add_product(kappa + t * BH + r * H, gates + (t + 1) * BG + r * G + H,
+                                 kappa + (t + 1) * BH + r * H, H)
             add_rows_times(da + (t + 1) * BG, B, G, W, NoTrans, H, kappa + t * BH)
         if cell == LSTM:
             for r in range(B):
@@ -233,8 +241,8 @@ cdef void _cell_backward(int cell, const floating* W, const floating* gates,
             delta(cell, gates + t * BG, h + (t + 1) * BH, kappa + t * BH, da + t * BG, BH)
     gemm(NoTrans, NoTrans, B, H, G, 1, da, G, W, H, 0, dh0, H)    # W^T dL/da_1
     if cell == GRU:                              # + z_1 kappa_1
-        for k in range(BH):
-            dh0[k] += gates[(k // H) * G + H + k % H] * kappa[k]
+        for r in range(B):
+            _add_product(dh0 + r * H, gates + r * G + H, kappa + r * H, H)
     elif cell == LSTM:
         copy(dah, dc0, BH)                       # f_1 dL/dc_1
     gemm(Trans, NoTrans, G, H, T * B, 1, da, G, h, H, 0, dW, H)   # sum_t da_t h_{t-1}^T
