@@ -35,6 +35,19 @@ def test_train_resume_and_sample(corpus, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("def")
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_train_gated_and_deep(corpus, tmp_path, capsys, cell):
+    ckpt = tmp_path / f"{cell}.npz"
+    assert cli.main(train_args(corpus, ckpt, "--cell", cell, "--layers", "2")) == 0
+    out = capsys.readouterr().out
+    assert f"{cell} x 2 layer(s)" in out and "held-out loss" in out
+    model = RNN.load(ckpt)
+    assert (model.params.cell, model.params.num_layers) == (cell, 2)
+    assert isinstance(model.carry, tuple) == (cell == "lstm")
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "35")) == 0
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "-n", "10", "--seed", "1"]) == 0
+
+
 def test_plot_writes_pngs(corpus, tmp_path):
     pytest.importorskip("matplotlib")
     ckpt = tmp_path / "p.npz"
