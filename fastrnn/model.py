@@ -167,7 +167,7 @@ class RNN:
         x (N, B) token ids or (N, B, D), y (N, B) class ids or (N, B, O): B parallel
         streams of one long sequence, time-major (``fastrnn.data.streams`` makes them).
         Each epoch walks the streams in windows of ``window`` steps; the final state of
-        a window is the initial state of the next, as a plain array, so no gradient
+        a window is the initial state of the next, as plain arrays, so no gradient
         flows back across windows (that is the truncation; there is nothing to detach).
         The state starts from zeros at each epoch.
 
