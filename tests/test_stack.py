@@ -150,8 +150,9 @@ def run(backend, params, x, y, state, loss="cross_entropy"):
 @pytest.mark.parametrize("tokens", [False, True], ids=["dense", "ids"])
 @pytest.mark.parametrize("case", STACKS + [("sigmoid", 2, True), ("lstm", 3, False)],
                          ids=stack_id)
-def test_compiled_matches_reference(case, tokens, loss, dtype, backend):
-    params, x, y, state = make_stack(*case, T=7, B=3, tokens=tokens, loss=loss, dtype=dtype,
+@pytest.mark.parametrize("T", [7, 1])
+def test_compiled_matches_reference(case, tokens, loss, dtype, backend, T):
+    params, x, y, state = make_stack(*case, T=T, B=3, tokens=tokens, loss=loss, dtype=dtype,
                                      seed=4)
     ref = run("reference", params, x, y, state, loss)
     fast = run(backend, params, x, y, state, loss)
