@@ -42,7 +42,12 @@ stack_forward(params, x, h0, c0, ws)
 stack_backward(params, x, ws, grads)
     After ``loss``: fills grads.data, grads.h0 (and grads.c0), and every cell's
     kappa = dL/dh_t (ws.cells[i].kappa, in the cell's reading order).
-A streaming step of a stack is its forward pass over one time step.
+stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws) -> status
+    One streaming step of a one-direction stack, its forward pass over one time step,
+    with ws a workspace for T = 1: x_t (B, D) or ids (B,); h0, c0, h_out, c_out (n, B,
+    H), c0 and c_out None but for the LSTM; h_out may be h0 and c_out c0. Writes o_t
+    into o_out (B, O) and returns a status as ``step`` does. ``step_by_forward`` is this
+    function for a backend with no step kernel of its own.
 """
 from __future__ import annotations
 
@@ -103,3 +108,17 @@ def resolve(backend: str = "auto", kind: str = "sequence") -> str:
 def get(backend: str = "auto", kind: str = "sequence"):
     """The module implementing the kernel contract for ``backend``."""
     return _load(resolve(backend, kind))
+
+
+def step_by_forward(stack_forward, params, x_t, h0, c0, o_out, h_out, c_out, ws) -> int:
+    """``stack_step`` through a backend's ``stack_forward`` over a sequence of one step."""
+    from ._checks import all_finite     # _checks imports the Numba kernels, which need us
+
+    if x_t.ndim == 2 and not all_finite(x_t):
+        return STEP_BAD_INPUT
+    stack_forward(params, x_t[None], h0, c0, ws)
+    o_out[...] = ws.o[0]
+    h_out[...] = ws.h_T
+    if c_out is not None:
+        c_out[...] = ws.c_T
+    return STEP_OK if all_finite(o_out) else STEP_BAD_OUTPUT

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _checks, backends
 from ._numba.rnn import axpy
-from .backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
+from .backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT
 from .params import Grads, Params
 from .workspace import Workspace
 
@@ -249,20 +249,11 @@ def _check_step_status(status: int, params: Params, h) -> None:
 
 
 def _step_stack(kernels, params: Params, x_t, state, o_out, state_out) -> int:
-    """One step of a stack: its forward pass over a sequence of one step.
-
-    state and state_out are pairs (h, c) of (n, B, H) arrays (c None but for the LSTM);
-    state_out may be state. Returns a step status, as the vanilla step kernels do.
-    """
-    if x_t.ndim == 2 and not _checks.all_finite(x_t):
-        return STEP_BAD_INPUT
+    """One step of a stack; state and state_out are pairs (h, c) of (n, B, H) arrays (c
+    None but for the LSTM), state_out may be state. Returns a step status."""
     ws = get_workspace(params, 1, x_t.shape[0])
-    kernels.stack_forward(params, x_t[None], state[0], state[1], ws)
-    o_out[...] = ws.o[0]
-    state_out[0][...] = ws.h_T
-    if state_out[1] is not None:
-        state_out[1][...] = ws.c_T
-    return STEP_OK if _checks.all_finite(o_out) else STEP_BAD_OUTPUT
+    return kernels.stack_step(params, x_t, state[0], state[1], o_out, state_out[0],
+                              state_out[1], ws)
 
 
 def _cell_major(params: Params, state):

@@ -178,11 +178,12 @@ def test_numba_blas_and_looped_paths_agree(cell, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", STACK_BACKENDS)
+@pytest.mark.parametrize("tokens", [False, True], ids=["dense", "ids"])
 @pytest.mark.parametrize("case", [("lstm", 2, False), ("gru", 1, False), ("relu", 3, False)],
                          ids=stack_id)
-def test_steps_equal_the_sequence(case, backend):
+def test_steps_equal_the_sequence(case, tokens, backend):
     """Streaming a sequence step by step gives forward's outputs and final state."""
-    params, x, _, state = make_stack(*case, T=5, B=2, seed=6)
+    params, x, _, state = make_stack(*case, T=5, B=2, tokens=tokens, seed=6)
     o_seq, final_seq = fastrnn.forward(params, x, state, backend=backend)
     h = tuple(p.copy() for p in state) if case[0] == "lstm" else state.copy()
     stream = fastrnn.Stream(params, batch_size=2, h0=state, backend=backend)
@@ -193,6 +194,32 @@ def test_steps_equal_the_sequence(case, backend):
     for mine, streamed, ref in zip(parts(h), parts(stream.state), parts(final_seq)):
         np.testing.assert_allclose(mine, ref, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(streamed, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_stack_step_rejects_non_finite_input_and_reports_overflow(cell, backend):
+    """A non-finite x_t is refused before anything is written; an output that overflows
+    with finite weights is reported, as for the vanilla step."""
+    params, x, _, state = make_stack(cell, 2, False, T=1, B=2, seed=8)
+    stream = fastrnn.Stream(params, batch_size=2, h0=state, backend=backend)
+    bad = x[0].copy()
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match=r"^x_t: expected finite"):
+        stream(bad)
+    with pytest.raises(ValueError, match=r"^x_t: expected finite"):
+        fastrnn.step(params, bad, state, backend=backend)
+    for kept, given in zip(parts(stream.state), parts(state)):
+        np.testing.assert_array_equal(kept, given)
+    top = params.layers[-1].b.reshape(-1, H)     # saturated gates: the top h_t near 1
+    top[...] = 50.0
+    if cell == "gru":
+        top[1] = -50.0                               # z_t = 0: h_t = n_t
+    stream.reset()
+    params.V[...] = params.c[...] = 1e308
+    with np.errstate(over="ignore"), \
+            pytest.raises(FloatingPointError, match=r"^o_t: the output overflowed"):
+        stream(x[0])
 
 
 def test_carrying_the_state_equals_one_long_sequence():

@@ -22,6 +22,7 @@ be a small Python object per array per call, about 2.5 kB for a backward pass.
 import weakref
 from operator import attrgetter, is_
 
+from ..backends import step_by_forward
 from . import rnn, stack
 
 ISA = "baseline"
@@ -139,3 +140,7 @@ def stack_backward(params, x, ws, grads):
     dh0 = grads.h0.reshape(ws.h_T.shape)
     dc0 = ws.grad_c0 if grads.c0 is None else grads.c0.reshape(dh0.shape)
     kernel(cells(params, ws, grads), x, params.V, ws.do, grads.V, grads.c, dh0, dc0)
+
+
+def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
+    return step_by_forward(stack_forward, params, x_t, h0, c0, o_out, h_out, c_out, ws)

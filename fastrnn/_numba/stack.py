@@ -25,8 +25,9 @@ import numpy as np
 from .._config import jit
 from .gated import (gru_layer_bptt, gru_recurrence, input_grads_dense, input_grads_ids,
                     lstm_layer_bptt, lstm_recurrence, output_grads, recurrent_grad)
-from .rnn import (CELLS, _add, _bptt, _copy, _output, _recurrence, project_dense,
-                  project_ids)
+from ..backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
+from .rnn import (CELLS, _add, _all_finite, _bptt, _copy, _output, _recurrence,
+                  project_dense, project_ids)
 
 LSTM, GRU = 3, 4
 CODES = dict(CELLS, lstm=LSTM, gru=GRU)
@@ -147,6 +148,38 @@ def stack_forward_ids(cell, dirs, x, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates,
             _reverse_time(gates[d])
     _layers_forward(cell, dirs, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y, o,
                     h_T, c_T, scratch, blas)
+
+
+@jit
+def stack_step_dense(cell, x_t, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
+                     o_out, h_out, c_out, scratch):
+    """One streaming step of a one-direction stack: its forward pass over x_t (B, D).
+
+    As ``stack_forward_dense`` with T = 1, but the outputs go straight to o_out (B, O),
+    h_out and c_out (n, B, H), which may be h0 and c0. Returns STEP_OK, STEP_BAD_INPUT
+    when x_t is not finite (nothing is written), or STEP_BAD_OUTPUT.
+
+    The products with W always go through BLAS: the looped product first transposes W,
+    a pass over W as costly as the product itself, which one step cannot amortise (an
+    LSTM step at B = 1 took 4.7 us looped against 3.6 through BLAS at H = 32, 184
+    against 6.9 at H = 128).
+    """
+    if not _all_finite(x_t):
+        return STEP_BAD_INPUT
+    project_dense(Us[0], bs[0], x_t.reshape((1,) + x_t.shape), gates[0])
+    _layers_forward(cell, 1, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
+                    o_out.reshape((1,) + o_out.shape), h_out, c_out, scratch, True)
+    return STEP_OK if _all_finite(o_out) else STEP_BAD_OUTPUT
+
+
+@jit
+def stack_step_ids(cell, x_t, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
+                   o_out, h_out, c_out, scratch):
+    """One streaming step for token ids x_t (B,); as ``stack_step_dense``."""
+    project_ids(Us[0], bs[0], x_t.reshape((1,) + x_t.shape), gates[0])
+    _layers_forward(cell, 1, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
+                    o_out.reshape((1,) + o_out.shape), h_out, c_out, scratch, True)
+    return STEP_OK if _all_finite(o_out) else STEP_BAD_OUTPUT
 
 
 @jit

@@ -5,7 +5,7 @@ the specification, not the fast path.
 """
 import numpy as np
 
-from ..backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
+from ..backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK, step_by_forward
 from . import rnn, stack
 
 
@@ -56,3 +56,7 @@ def stack_backward(params, x, ws, grads):
         grads.c0[...] = g["dc0"].reshape(grads.c0.shape)
     for cell, kappa in zip(ws.cells, g["kappa"]):
         cell.kappa[...] = kappa
+
+
+def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
+    return step_by_forward(stack_forward, params, x_t, h0, c0, o_out, h_out, c_out, ws)
