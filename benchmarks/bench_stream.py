@@ -43,6 +43,23 @@ class Stream:
         fastrnn.step(self.rnn, self.x, self.h, out=self.out, backend=backend)
 
 
+class GatedStream:
+    """``fastrnn.Stream(params, batch_size=1)(x_t)`` for one layer of LSTM or GRU."""
+
+    params = (list(BACKENDS), ["lstm", "gru"])
+    param_names = ("backend", "cell")
+    repeat = MICRO_REPEAT
+
+    def setup(self, backend, cell):
+        check_backend(backend)
+        params, self.x, _, _ = step_problem(cell=cell)
+        self.stream = fastrnn.Stream(params, batch_size=1, backend=backend)
+        self.stream(self.x)
+
+    def time_stream_call(self, backend, cell):
+        self.stream(self.x)
+
+
 class TorchRNNCell:
     """PyTorch's ``nn.RNNCell`` (tanh) at the same size, under ``torch.inference_mode()``.
 
@@ -69,3 +86,31 @@ class TorchRNNCell:
 
     def time_cell_call(self):
         self.h = self.cell(self.x, self.h)
+
+
+class TorchGatedCell:
+    """PyTorch's ``nn.LSTMCell`` or ``nn.GRUCell`` at the same size, as ``TorchRNNCell``."""
+
+    params = (["lstm", "gru"],)
+    param_names = ("cell",)
+    repeat = MICRO_REPEAT
+
+    def setup(self, cell):
+        self.context = contextlib.ExitStack()
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("torch is not installed") from None
+        self.context.enter_context(torch.inference_mode())
+        _, x, h, _ = step_problem()
+        self.x, h = torch.from_numpy(x), torch.from_numpy(h)
+        module = torch.nn.LSTMCell if cell == "lstm" else torch.nn.GRUCell
+        self.cell = module(x.shape[1], h.shape[1], dtype=self.x.dtype)
+        self.state = (h, h.clone()) if cell == "lstm" else h
+        self.time_cell_call(cell)
+
+    def teardown(self, cell):
+        self.context.close()
+
+    def time_cell_call(self, cell):
+        self.state = self.cell(self.x, self.state)

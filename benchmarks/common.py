@@ -47,12 +47,12 @@ def training_problem(name: str, dtype: str, seed: int = 0):
     return params, x, y
 
 
-def step_problem(seed: int = 0):
+def step_problem(seed: int = 0, cell: str = "tanh"):
     """Params and buffers for one streaming step at ``STEP_SIZE``.
 
     Returns
     -------
-    params : fastrnn.Params (D, H, O) of STEP_SIZE's dtype
+    params : fastrnn.Params (D, H, O) of STEP_SIZE's dtype, of one layer of ``cell``
     x : ndarray (B, D) standard normal input block
     h : ndarray (B, H) zero state
     o : ndarray (B, O) output buffer
@@ -60,7 +60,7 @@ def step_problem(seed: int = 0):
     s = STEP_SIZE
     B, D, H, O, dtype = s["B"], s["D"], s["H"], s["O"], s["dtype"]
     rng = np.random.default_rng(seed)
-    params = fastrnn.init_params(D, H, O, dtype=dtype, seed=seed)
+    params = fastrnn.init_params(D, H, O, cell=cell, dtype=dtype, seed=seed)
     x = rng.standard_normal((B, D)).astype(dtype)
     return params, x, np.zeros((B, H), dtype=dtype), np.zeros((B, O), dtype=dtype)
 
