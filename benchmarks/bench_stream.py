@@ -60,6 +60,18 @@ class GatedStream:
         self.stream(self.x)
 
 
+def _enter_inference_mode(bench):
+    """Import torch and enter ``torch.inference_mode()`` until ``bench.context`` closes;
+    NotImplementedError (asv's "skipped") when torch is not installed."""
+    bench.context = contextlib.ExitStack()
+    try:
+        import torch
+    except ImportError:
+        raise NotImplementedError("torch is not installed") from None
+    bench.context.enter_context(torch.inference_mode())
+    return torch
+
+
 class TorchRNNCell:
     """PyTorch's ``nn.RNNCell`` (tanh) at the same size, under ``torch.inference_mode()``.
 
@@ -70,12 +82,7 @@ class TorchRNNCell:
     repeat = MICRO_REPEAT
 
     def setup(self):
-        self.context = contextlib.ExitStack()
-        try:
-            import torch
-        except ImportError:
-            raise NotImplementedError("torch is not installed") from None
-        self.context.enter_context(torch.inference_mode())
+        torch = _enter_inference_mode(self)
         _, x, h, _ = step_problem()
         self.x, self.h = torch.from_numpy(x), torch.from_numpy(h)
         self.cell = torch.nn.RNNCell(x.shape[1], h.shape[1], dtype=self.x.dtype)
@@ -96,12 +103,7 @@ class TorchGatedCell:
     repeat = MICRO_REPEAT
 
     def setup(self, cell):
-        self.context = contextlib.ExitStack()
-        try:
-            import torch
-        except ImportError:
-            raise NotImplementedError("torch is not installed") from None
-        self.context.enter_context(torch.inference_mode())
+        torch = _enter_inference_mode(self)
         _, x, h, _ = step_problem()
         self.x, h = torch.from_numpy(x), torch.from_numpy(h)
         module = torch.nn.LSTMCell if cell == "lstm" else torch.nn.GRUCell
