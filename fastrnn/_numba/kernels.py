@@ -103,8 +103,9 @@ def stack_backward(params, x, ws, grads):
 
 
 def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
-    # 19 arguments: Numba 0.68's dispatcher keeps about 400 bytes per call of a function
-    # of exactly 20 (seen with tracemalloc; 19 and 21 keep nothing).
+    # 19 arguments: a call of a Numba 0.68 function of exactly 20 leaves about 400 bytes
+    # of cyclic garbage for the garbage collector (seen with tracemalloc; 19 and 21
+    # leave none).
     kernel = stack.stack_step_ids if x_t.ndim == 1 else stack.stack_step_dense
     Us, Ws, bs, bhhs = _weights(params)
     gates, aux, hs, WTs, _, _, _, Y, _ = _buffers(ws)
