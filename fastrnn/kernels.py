@@ -100,6 +100,16 @@ def _copy_state(state):
     return state.copy()
 
 
+def _shaped_like(state, given):
+    """state, each part reshaped as the caller gave the initial state: PyTorch's (1, B, H)
+    for one layer in one direction stays (1, B, H)."""
+    if given is None:
+        return state
+    if isinstance(state, tuple):
+        return tuple(part.reshape(np.shape(g)) for part, g in zip(state, given))
+    return state.reshape(np.shape(given))
+
+
 def forward(params: Params, x, h0=None, *, backend="auto"):
     """Run the RNN over a sequence.
 
@@ -109,8 +119,8 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     x : ndarray (T, B, D) of the params' dtype, or integer token ids (T, B)
     h0 : ndarray, or a pair (h0, c0) for the LSTM, optional
         The initial state s_0 of ``params.state_shape(B)``: (B, H) for one layer in one
-        direction, else (num_layers * directions, B, H) in PyTorch's order. Zeros when
-        omitted.
+        direction, else (num_layers * directions, B, H) in PyTorch's order. PyTorch's
+        (1, B, H) is accepted for one layer in one direction too. Zeros when omitted.
     backend : str
         "auto" or one of ``available_backends()``.
 
@@ -119,17 +129,18 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     o : ndarray (T, B, O)
         Outputs o_t = c + V s_t (the logits of a cross-entropy model).
     h_T : ndarray, or a pair (h_T, c_T) for the LSTM
-        The final state s_T, shaped like h0, to carry into the next call.
+        The final state s_T, shaped like h0 (``params.state_shape(B)`` when h0 is
+        omitted), to carry into the next call.
     Both are fresh arrays that later calls leave alone.
     """
     params = _checks.check_params(params)
     kernels = backends.get(backend)
     x = _checks.check_x(params, x)
     T, B = x.shape[:2]
-    h0 = _checks.check_state(params, h0, B)
+    given, h0 = h0, _checks.check_state(params, h0, B)
     ws = get_workspace(params, T, B)
     _run_forward(kernels, params, x, h0, ws)
-    return ws.o.copy(), _copy_state(ws.final_state())
+    return ws.o.copy(), _shaped_like(_copy_state(ws.final_state()), given)
 
 
 def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction="sum",
@@ -168,8 +179,8 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
         the LSTM), shaped like the state. Unless ``grads`` was passed, these belong to
         the workspace and the next call with the same workspace overwrites them.
     h_T : ndarray, or a pair (h_T, c_T) for the LSTM
-        The final state s_T, views into the workspace (overwritten by the next call;
-        passing them back as ``h0`` is safe).
+        The final state s_T, shaped like h0, views into the workspace (overwritten by
+        the next call; passing them back as ``h0`` is safe).
     """
     params = _checks.check_params(params, finite=False)
     kernels = backends.get(backend)
@@ -178,13 +189,13 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     x = _checks.check_x(params, x)
     T, B = x.shape[:2]
     y = _checks.check_y(params, y, loss, T, B)
-    h0 = _checks.check_state(params, h0, B)
+    given, h0 = h0, _checks.check_state(params, h0, B)
     ws = _check_workspace(workspace, params, T, B)
     grads = _check_grads(grads, params, B) or ws.grads
     _run_forward(kernels, params, x, h0, ws)
     value = _checks.check_loss(kernels.loss(loss, reduction, y, ws), params)
     _run_backward(kernels, params, x, ws, grads)
-    return value, grads, ws.final_state()
+    return value, grads, _shaped_like(ws.final_state(), given)
 
 
 def _check_out_buffer(buf, shape, dtype, name: str) -> None:
@@ -288,7 +299,8 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     Returns
     -------
     (o_t, h_t)
-        The output o_t = c + V s_t (B, O) and the new state s_t (``out`` when given).
+        The output o_t = c + V s_t (B, O) and the new state s_t, shaped like ``h``
+        (``out`` when given).
 
     For a loop over many steps, ``Stream`` makes these checks once. A bidirectional
     network has no streaming step: its reverse direction needs the whole sequence.
@@ -298,6 +310,7 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     kernels = backends.get(backend, "step")
     x_t = _check_step_input(params, x_t)
     B = x_t.shape[0]
+    given = h
     h = _zero_state(params, B) if h is None else _checks.check_state(params, h, B, "h")
     o_out, h_out = _check_step_out(out, params, B)
     if params.is_stack:
@@ -307,7 +320,7 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
         scratch = get_workspace(params, 1, B).a[0]
         status = kernels.step(params, x_t, h, scratch, o_out, h_out)
     _check_step_status(status, params, h)
-    return o_out, h_out
+    return o_out, (h_out if out is not None else _shaped_like(h_out, given))
 
 
 def _check_streamable(params: Params) -> None:

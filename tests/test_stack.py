@@ -292,12 +292,24 @@ def test_state_shape_follows_layers_and_directions(case):
         fastrnn.forward(params, x, bad)
 
 
-def test_one_layer_accepts_pytorch_state_layout():
-    params, x, _, (h0, c0) = make_stack("lstm", 1, False)
-    o1, (h1, c1) = fastrnn.forward(params, x, (h0, c0))
-    o2, (h2, c2) = fastrnn.forward(params, x, (h0[None], c0[None]))
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_one_layer_accepts_pytorch_state_layout_and_returns_it(cell):
+    """A (1, B, H) state gives (B, H)'s numbers, and the final state comes back (1, B, H),
+    as PyTorch's modules take it."""
+    params, x, y, state = make_stack(cell, 1, False)
+    torch_state = tuple(p[None] for p in parts(state))
+    if cell == "gru":
+        state, torch_state = state, torch_state[0]
+    o1, final1 = fastrnn.forward(params, x, state)
+    o2, final2 = fastrnn.forward(params, x, torch_state)
     np.testing.assert_array_equal(o1, o2)
-    assert h2.shape == h0.shape
+    for mine, ref in zip(parts(final2), parts(final1)):
+        np.testing.assert_array_equal(mine, ref[None])
+    _, _, final3 = fastrnn.loss_and_grad(params, x, y, torch_state)
+    assert [p.shape for p in parts(final3)] == [p.shape for p in parts(final2)]
+    o_t, s_t = fastrnn.step(params, x[0], torch_state)
+    assert [p.shape for p in parts(s_t)] == [(1,) + p.shape for p in parts(state)]
+    np.testing.assert_allclose(o_t, o1[0], rtol=1e-12)
 
 
 def test_bidirectional_cannot_stream():
