@@ -140,6 +140,12 @@ def test_batch_first_and_dropout_are_ignored():
                                   from_torch(plain, linear).data)
 
 
+def _with_double(name, module):
+    """module with its parameter ``name`` turned to float64."""
+    getattr(module, name).data = getattr(module, name).data.double()
+    return module
+
+
 @pytest.mark.parametrize("make, error, prefix", [
     (lambda: (torch.nn.Linear(D, H), torch.nn.Linear(H, O)), TypeError, "module:"),
     (lambda: (torch.nn.GRUCell(D, H), torch.nn.Linear(H, O)), TypeError, "module:"),
@@ -155,8 +161,17 @@ def test_batch_first_and_dropout_are_ignored():
      "linear:"),
     (lambda: (torch.nn.LSTM(D, H), torch.nn.Linear(H, O, dtype=torch.float64)), TypeError,
      "linear:"),
+    (lambda: (_with_double("weight_ih_l0", torch.nn.GRU(D, H)), torch.nn.Linear(H, O)),
+     TypeError, "module: expected every weight in torch.float32"),
+    (lambda: (torch.nn.GRU(D, H), _with_double("bias", torch.nn.Linear(H, O))), TypeError,
+     "linear: expected every weight in torch.float32"),
+    (lambda: (torch.nn.GRU(D, H, device="meta"), torch.nn.Linear(H, O)), ValueError,
+     "module: weight_ih_l0 is on the meta device"),
+    (lambda: (torch.nn.GRU(D, H), torch.nn.Linear(H, O, device="meta")), ValueError,
+     "linear: weight is on the meta device"),
 ], ids=["not-rnn", "cell", "no-bias", "proj", "float16", "linear-type", "linear-no-bias",
-        "in-features", "in-features-bi", "linear-dtype"])
+        "in-features", "in-features-bi", "linear-dtype", "mixed-dtype", "linear-mixed-dtype",
+        "meta", "linear-meta"])
 def test_from_torch_rejects(make, error, prefix):
     with pytest.raises(error) as info:
         from_torch(*make())
@@ -382,6 +397,10 @@ LOAD_ERRORS = {
     "sigmoid-params": (
         lambda: random_params("sigmoid"), lambda: torch_state("tanh"), ValueError,
         "params: "),
+    "meta-tensor": (
+        lambda: random_params("gru"),
+        lambda: (torch.nn.GRU(D, H, device="meta").state_dict(), gru_state()[1]),
+        ValueError, "module_state: 'weight_ih_l0' is on the meta device"),
 }
 
 

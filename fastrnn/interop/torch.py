@@ -19,8 +19,9 @@ the vanilla RNN and the LSTM one that computes m's outputs only up to rounding: 
 the summed bias once instead of bias_ih and bias_hh separately.
 
 Only weights are read: ``batch_first`` and ``dropout`` are ignored (fastrnn is
-time-major and applies no dropout), and the module may live on any device. The modules
-``to_torch`` builds are time-major (``batch_first=False``) and have no dropout.
+time-major and applies no dropout, so the Params compute the module's outputs in eval
+mode), and the module may live on any device that holds values (not "meta"). The
+modules ``to_torch`` builds are time-major (``batch_first=False``) and have no dropout.
 
 State dicts. ``load_state_dict(params, module_state, linear_state)`` copies the
 ``state_dict()`` of such a module and Linear (torch tensors or NumPy arrays, same keys,
@@ -70,7 +71,8 @@ def from_torch(module, linear) -> Params:
     ----------
     module : torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU
         Any ``num_layers`` and ``bidirectional``; ``bias=True`` and, for the LSTM,
-        ``proj_size=0``. ``batch_first`` and ``dropout`` are ignored.
+        ``proj_size=0``; every weight of one dtype. ``batch_first`` and ``dropout`` are
+        ignored: the Params compute the module's outputs in eval mode.
     linear : torch.nn.Linear
         The output layer, with ``in_features = (2 if bidirectional else 1) * hidden_size``
         and a bias.
@@ -99,9 +101,14 @@ def from_torch(module, linear) -> Params:
     dtype = module.weight_hh_l0.dtype
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"module: expected float32 or float64 weights, got {dtype}")
-    if linear.weight.dtype != dtype:
-        raise TypeError(f"linear: expected {dtype} weights like the module's, got "
-                        f"{linear.weight.dtype}")
+    for argument, owner in (("module", module), ("linear", linear)):
+        for name, tensor in owner.named_parameters():
+            if tensor.dtype != dtype:
+                raise TypeError(f"{argument}: expected every weight in {dtype} (the dtype "
+                                f"of module.weight_hh_l0), got {name} in {tensor.dtype}")
+            if tensor.is_meta:
+                raise ValueError(f"{argument}: {name} is on the meta device, which holds "
+                                 f"no values; expected materialised weights")
 
     params = Params(module.input_size, module.hidden_size, linear.out_features,
                     cell=_MODES[module.mode], num_layers=module.num_layers,
@@ -232,6 +239,9 @@ def _array(value, argument: str, key) -> np.ndarray:
         if not value.is_floating_point():
             raise TypeError(f"{argument}: {key!r}: expected a floating-point tensor, got "
                             f"dtype {value.dtype}")
+        if value.is_meta:
+            raise ValueError(f"{argument}: {key!r} is on the meta device, which holds no "
+                             f"values; expected a materialised tensor")
         value = value.detach().cpu()
         if value.dtype not in (torch.float16, torch.float32, torch.float64):
             value = value.to(torch.float64)           # bfloat16 etc.: NumPy has no such type
