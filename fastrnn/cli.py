@@ -118,8 +118,9 @@ def train(args) -> int:
 
     interrupted = False
     try:
-        model.fit(x, y, window=args.window, epochs=10**9, steps=max(remaining, 0),
-                  clip_norm=args.clip, on_nonfinite=args.on_nonfinite, callback=callback)
+        if remaining > 0:
+            model.fit(x, y, window=args.window, epochs=10**9, steps=remaining,
+                      clip_norm=args.clip, on_nonfinite=args.on_nonfinite, callback=callback)
     except KeyboardInterrupt:
         interrupted = True
     except NonFiniteError as exc:

@@ -171,8 +171,9 @@ class RNN:
         flows back across windows (that is the truncation; there is nothing to detach).
         The state starts from zeros at each epoch.
 
-        Training stops after ``epochs`` epochs in all or after ``steps`` more steps,
-        whichever comes first; the progress (epoch, position, carried state, optimiser
+        Training stops after ``epochs`` epochs in all or after ``steps`` more steps
+        (positive ints; ``steps=None``, the default, sets no limit on steps), whichever
+        comes first; the progress (epoch, position, carried state, optimiser
         state) stays in the model, so ``fit`` or a saved checkpoint continues exactly.
 
         Gradients are clipped by global norm (``clip_norm``, PyTorch's semantics) and/or
@@ -184,6 +185,9 @@ class RNN:
         grad_norm and tokens (T * B). Returns the progress dict.
         """
         window = check_window(window)
+        epochs = _positive_int(epochs, "epochs")
+        if steps is not None:
+            steps = _positive_int(steps, "steps", " or None")
         _checks.check_choice(on_nonfinite, ON_NONFINITE, "on_nonfinite")
         x, y = self._check_streams(x, y)
         N, B = x.shape[:2]
@@ -316,6 +320,13 @@ class RNN:
             raise ValueError(f"checkpoint: {path} is not a valid fastrnn checkpoint "
                              f"({exc})") from exc
         return model
+
+
+def _positive_int(value, argument: str, alternative: str = "") -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"{argument}: expected a positive int{alternative}, got {value!r}")
+    return int(value)
 
 
 def _state_parts(state) -> tuple:

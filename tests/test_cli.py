@@ -30,6 +30,9 @@ def test_train_resume_and_sample(corpus, tmp_path, capsys):
     assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "40")) == 0
     assert "resuming" in capsys.readouterr().out
     assert RNN.load(ckpt).progress["steps"] == 40
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "40")) == 0
+    assert "held-out loss" in capsys.readouterr().out
+    assert RNN.load(ckpt).progress["steps"] == 40
     assert cli.main(["sample", "--checkpoint", str(ckpt), "--prefix", "def", "-n", "30",
                      "--seed", "1"]) == 0
     assert capsys.readouterr().out.startswith("def")
