@@ -165,11 +165,12 @@ class RNN:
         """Train by truncated backpropagation through time.
 
         x (N, B) token ids or (N, B, D), y (N, B) class ids or (N, B, O): B parallel
-        streams of one long sequence, time-major (``fastrnn.data.streams`` makes them).
-        Each epoch walks the streams in windows of ``window`` steps; the final state of
-        a window is the initial state of the next, as plain arrays, so no gradient
-        flows back across windows (that is the truncation; there is nothing to detach).
-        The state starts from zeros at each epoch.
+        streams of one long sequence, time-major (``fastrnn.data.streams`` makes them),
+        checked whole before the first step: bad data anywhere raises before anything
+        is updated. Each epoch walks the streams in windows of ``window`` steps; the
+        final state of a window is the initial state of the next, as plain arrays, so no
+        gradient flows back across windows (that is the truncation; there is nothing to
+        detach). The state starts from zeros at each epoch.
 
         Training stops after ``epochs`` epochs in all or after ``steps`` more steps
         (positive ints; ``steps=None``, the default, sets no limit on steps), whichever
@@ -242,12 +243,14 @@ class RNN:
         return math.nan, math.nan
 
     def _check_streams(self, x, y):
-        x = np.asarray(x)
-        y = np.asarray(y)
+        """x and y checked whole, so that bad data in a late window changes nothing."""
+        x = _checks._as_array(x, "x")
+        y = _checks._as_array(y, "y")
         if x.ndim < 2 or y.ndim < 2 or x.shape[:2] != y.shape[:2]:
             raise ValueError(f"x, y: expected streams of one length and batch, (N, B, ...), "
                              f"got shapes {x.shape} and {y.shape}")
-        return x, y
+        x = _checks.check_x(self.params, x)
+        return x, _checks.check_y(self.params, y, self.loss, *x.shape[:2])
 
     # -------------------------------------------------------------- checkpoints
 

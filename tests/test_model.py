@@ -181,6 +181,32 @@ def test_model_rejects_bad_arguments(call, argument):
     assert math.isfinite(model.params.data.sum())
 
 
+@pytest.mark.parametrize("name, value, match", [
+    ("y", 99, r"^y: expected class ids in \[0, \d+\), got 99"),
+    ("x", -1, r"^x: expected token ids in \[0, \d+\), got -1"),
+])
+def test_fit_checks_all_the_data_before_the_first_update(name, value, match):
+    vocab, x, y = char_streams()
+    dict(x=x, y=y)[name][-1, 1] = value       # bad data in the last window only
+    model = RNN.char_model(vocab, 8, seed=0)
+    before = model.params.data.copy()
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y, window=10, epochs=1)
+    np.testing.assert_array_equal(model.params.data, before)
+    assert model.progress == dict(steps=0, epoch=0, position=0, skipped=0)
+
+
+def test_fit_names_the_index_of_a_nan_in_the_whole_sequence():
+    x = np.ones((40, 2, 3))
+    x[35, 1, 2] = np.nan
+    model = RNN(3, 4, 2, loss="mse", seed=0)
+    before = model.params.data.copy()
+    with pytest.raises(ValueError, match=r"^x: expected finite values, got nan at index "
+                                         r"\(35, 1, 2\)"):
+        model.fit(x, np.zeros((40, 2, 2)), window=5)
+    np.testing.assert_array_equal(model.params.data, before)
+
+
 @pytest.mark.parametrize("cell, layers", [("lstm", 2), ("gru", 1)])
 def test_gated_model_trains_saves_and_resumes_exactly(tmp_path, cell, layers):
     """N steps, save, load, M steps equals N + M steps, with the LSTM's (h, c) carried."""
