@@ -176,6 +176,10 @@ class RNN:
         (positive ints; ``steps=None``, the default, sets no limit on steps), whichever
         comes first; the progress (epoch, position, carried state, optimiser
         state) stays in the model, so ``fit`` or a saved checkpoint continues exactly.
+        Continued on other data, training goes on at the saved position, from a zero
+        state if the batch size differs; when that position is at or past the end of
+        the new x, the epoch in progress starts again from its beginning (position 0,
+        a zero state, the epoch count unchanged).
 
         Gradients are clipped by global norm (``clip_norm``, PyTorch's semantics) and/or
         by value (``clip_value``). A step whose loss or gradient is not finite is never
@@ -199,6 +203,8 @@ class RNN:
             self.carry = _zero_state(self.params, shape)
         done = 0
         progress = self.progress
+        if progress["position"] >= N:
+            progress["position"] = 0
         while progress["epoch"] < epochs and (steps is None or done < steps):
             start = progress["position"]
             if start == 0 or self.params.bidirectional:

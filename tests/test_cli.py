@@ -38,6 +38,19 @@ def test_train_resume_and_sample(corpus, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("def")
 
 
+def test_resume_on_fewer_steps_per_stream_than_done(corpus, tmp_path, capsys):
+    """A larger batch leaves streams shorter than the saved position: the epoch starts
+    again from the beginning of the new streams."""
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt, "--batch", "2", "--window", "100",
+                               "--steps", "5")) == 0
+    assert RNN.load(ckpt).progress["position"] == 500
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--batch", "32", "--window", "100",
+                               "--steps", "6")) == 0
+    assert "held-out loss" in capsys.readouterr().out
+    assert RNN.load(ckpt).progress["steps"] == 6
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_train_gated_and_deep(corpus, tmp_path, capsys, cell):
     ckpt = tmp_path / f"{cell}.npz"

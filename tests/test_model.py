@@ -57,6 +57,19 @@ def test_state_resets_at_each_epoch():
     np.testing.assert_allclose(model.carry, h_expected, rtol=1e-9)
 
 
+def test_fit_on_data_shorter_than_the_saved_position_starts_the_epoch_again():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((100, 2, 3)), rng.standard_normal((100, 2, 2))
+    model = RNN(3, 4, 2, cell="gru", loss="mse", seed=0)
+    model.fit(x, y, window=30, steps=2)
+    assert model.progress["position"] == 60
+    model.configure("sgd", 1e-12)            # parameters stay (numerically) put
+    model.fit(x[:40], y[:40], window=30, steps=1)
+    assert model.progress == dict(steps=3, epoch=0, position=30, skipped=0)
+    _, h_expected = model.forward(x[:30])    # from position 0 and a zero state
+    np.testing.assert_allclose(model.carry, h_expected, rtol=1e-9)
+
+
 @pytest.mark.skipif("numba" not in fastrnn.available_backends(), reason="needs numba")
 def test_numba_and_reference_give_the_same_trajectory():
     _, ref = trained(20, backend="reference")
