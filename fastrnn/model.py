@@ -24,7 +24,7 @@ ON_NONFINITE = ("raise", "skip")
 
 
 class NonFiniteError(FloatingPointError):
-    """A training step produced a loss or gradient that is not finite."""
+    """A training step produced a loss, gradient or update that is not finite."""
 
 
 class RNN:
@@ -68,6 +68,7 @@ class RNN:
         self.optimizer: optim.Optimizer | None = None
         self.progress = dict(steps=0, epoch=0, position=0, skipped=0)
         self.carry = None               # the state carried between windows by ``fit``
+        self._undo: list[np.ndarray] = []   # params and optimiser state before an update
         self._stream: Stream | None = None
 
     @classmethod
@@ -182,9 +183,10 @@ class RNN:
         a zero state, the epoch count unchanged).
 
         Gradients are clipped by global norm (``clip_norm``, PyTorch's semantics) and/or
-        by value (``clip_value``). A step whose loss or gradient is not finite is never
-        applied: it raises NonFiniteError with ``on_nonfinite="raise"`` (the default),
-        or is skipped and counted with "skip".
+        by value (``clip_value``). A step whose loss or gradient is not finite, or whose
+        update would make a parameter inf or NaN, is never applied (such an update is
+        undone, the optimiser's state with it): it raises NonFiniteError with
+        ``on_nonfinite="raise"`` (the default), or is skipped and counted with "skip".
 
         ``callback(info)`` is called after every step with a dict of step, epoch, loss,
         grad_norm and tokens (T * B). Returns the progress dict.
@@ -235,10 +237,33 @@ class RNN:
             return self._nonfinite(on_nonfinite, f"the gradient norm is {grad_norm}")
         if clip_value:
             optim.clip_grad_value(grads, clip_value)
-        self.optimizer.step(self.params, grads)
+        if not self._update(grads):
+            return self._nonfinite(on_nonfinite, "the update would have made params inf or "
+                                                 "NaN")
         for carry, final in zip(_state_parts(self.carry), _state_parts(h_T)):
             np.copyto(carry, final)
         return loss, grad_norm
+
+    def _update(self, grads) -> bool:
+        """The optimiser's step, undone when it leaves a parameter inf or NaN: params and
+        optimiser state (buffers and step count) are then as before it. Returns whether
+        the update stands. The copies for the undo go to buffers kept between steps, so a
+        step allocates no array after the first."""
+        opt = self.optimizer
+        names, steps = tuple(opt.state), opt.steps
+        live = (self.params.data, *opt.state.values())
+        if [(a.shape, a.dtype) for a in self._undo] != [(a.shape, a.dtype) for a in live]:
+            self._undo = [np.empty_like(a) for a in live]
+        for saved, a in zip(self._undo, live):
+            np.copyto(saved, a)
+        opt.step(self.params, grads)
+        if _checks.all_finite(self.params.data):
+            return True
+        opt.state = {name: opt.state[name] for name in names}
+        opt.steps = steps
+        for saved, a in zip(self._undo, (self.params.data, *opt.state.values())):
+            np.copyto(a, saved)
+        return False
 
     def _nonfinite(self, on_nonfinite, what):
         if on_nonfinite == "raise":

@@ -1,5 +1,6 @@
 """The model API: truncated BPTT, training behaviour, resuming, checkpoints, sampling."""
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -146,6 +147,60 @@ def test_non_finite_steps_are_never_applied():
     model.fit(x, y, window=10, steps=3, on_nonfinite="skip")
     assert model.progress["skipped"] == 3 and model.progress["steps"] == 3
     np.testing.assert_array_equal(model.params.data, before)
+
+
+def large_targets():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((40, 2, 3)), 1000 * rng.standard_normal((40, 2, 2))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_an_update_that_overflows_the_params_is_never_applied():
+    x, y = large_targets()
+    model = RNN(3, 4, 2, loss="mse", seed=0)
+    model.configure("sgd", lr=1e308, momentum=0.9)   # finite gradients, infinite steps
+    before = model.params.data.copy()
+    with pytest.raises(NonFiniteError, match="training step 1: the update would have made "
+                                             "params inf or NaN; the step was not applied"):
+        model.fit(x, y, window=5, steps=1)
+    np.testing.assert_array_equal(model.params.data, before)
+    model.fit(x, y, window=5, steps=3, on_nonfinite="skip")
+    assert model.progress["skipped"] == 3 and model.progress["steps"] == 3
+    np.testing.assert_array_equal(model.params.data, before)
+    assert model.optimizer.steps == 0
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_an_undone_update_leaves_the_optimizer_as_it_was():
+    x, y = large_targets()
+    model = RNN(3, 4, 2, loss="mse", seed=0)
+    lr = fastrnn.optim.StepDecay(1e-2, every=2, gamma=1e308)   # 1e306 from the third step
+    model.configure(fastrnn.optim.SGD(lr, momentum=0.9))
+    model.fit(x, y, window=5, steps=2)
+    params, momentum = model.params.data.copy(), model.optimizer.state["momentum"].copy()
+    model.fit(x, y, window=5, steps=1, on_nonfinite="skip")
+    assert model.progress["skipped"] == 1 and model.optimizer.steps == 2
+    np.testing.assert_array_equal(model.params.data, params)
+    np.testing.assert_array_equal(model.optimizer.state["momentum"], momentum)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_allocates_no_array_per_step(optimizer):
+    """Copies kept for undoing an update go to buffers made once: after the first step,
+    a step allocates less than a tenth of the parameters' size (Python's scalars only)."""
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 64, seed=0)
+    model.configure(optimizer, 1e-3)
+    model.fit(x, y, window=10, steps=2)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            model.fit(x, y, window=10, steps=1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < model.params.data.nbytes / 10
 
 
 def test_time_series_regression_beats_the_last_value():
