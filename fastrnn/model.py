@@ -9,6 +9,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -313,7 +314,14 @@ class RNN:
 
     @classmethod
     def load(cls, path, *, backend=None) -> "RNN":
-        """Read a checkpoint written by ``save``; refuses a corrupt or foreign file."""
+        """Read a checkpoint written by ``save``; refuses a corrupt or foreign file.
+
+        ``backend`` replaces the backend saved in the checkpoint. A saved backend that is
+        not available here (say an extension not built on this machine) gives way to
+        "auto", with a RuntimeWarning.
+        """
+        if backend is not None:
+            backends.resolve(backend)       # a bad argument is the caller's, not the file's
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"checkpoint: no such file: {path}")
@@ -330,7 +338,7 @@ class RNN:
                         cell=config["cell"], num_layers=config.get("num_layers", 1),
                         bidirectional=config.get("bidirectional", False),
                         loss=config["loss"], dtype=config["dtype"],
-                        backend=backend or config["backend"],
+                        backend=backend or _saved_backend(config["backend"], path),
                         vocabulary=None if chars is None else Vocabulary(chars))
             data = arrays.pop("params")
             if data.shape != model.params.data.shape or data.dtype != model.params.dtype:
@@ -361,6 +369,16 @@ def _positive_int(value, argument: str, alternative: str = "") -> int:
             or value < 1:
         raise ValueError(f"{argument}: expected a positive int{alternative}, got {value!r}")
     return int(value)
+
+
+def _saved_backend(name, path: Path) -> str:
+    """The backend a checkpoint names, or "auto" when that one is not available here."""
+    if name == "auto" or name in backends.available_backends():
+        return name
+    warnings.warn(f"checkpoint: {path} was saved with backend {name!r}, which is not "
+                  f"available here; using 'auto' (available: "
+                  f"{backends.available_backends()})", RuntimeWarning, stacklevel=3)
+    return "auto"
 
 
 def _state_parts(state) -> tuple:

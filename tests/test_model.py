@@ -1,4 +1,5 @@
 """The model API: truncated BPTT, training behaviour, resuming, checkpoints, sampling."""
+import functools
 import math
 import tracemalloc
 
@@ -124,6 +125,31 @@ def test_corrupt_checkpoint_is_refused(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ValueError, match=r"^checkpoint: .* is not a valid fastrnn"):
         RNN.load(path)
+
+
+@pytest.mark.parametrize("missing", [b for b in fastrnn.available_backends()
+                                     if b != "reference"])
+def test_a_checkpoint_whose_backend_is_missing_here_loads_on_auto(tmp_path, monkeypatch,
+                                                                  missing):
+    model, _ = trained(3, backend=missing)
+    path = model.save(tmp_path / "m.npz")
+    ids = model.vocabulary.encode("the quick")[:, None]
+    expected = model.forward(ids)[0]
+    monkeypatch.setitem(fastrnn.backends._loaded, missing, None)     # as if not built
+    monkeypatch.setattr(fastrnn.backends, "_fastest",
+                        functools.cache(fastrnn.backends._fastest.__wrapped__))
+    with pytest.warns(RuntimeWarning, match=rf"saved with backend '{missing}', which is "
+                                            rf"not available here; using 'auto'"):
+        loaded = RNN.load(path)
+    assert loaded.backend == "auto" and loaded.progress == model.progress
+    np.testing.assert_allclose(loaded.forward(ids)[0], expected, rtol=1e-10)
+
+
+def test_a_bad_backend_argument_is_not_blamed_on_the_checkpoint(tmp_path):
+    path = trained(1)[0].save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"^backend: expected 'auto' or one of .*got 'gpu'"):
+        RNN.load(path, backend="gpu")
+    assert RNN.load(path, backend="reference").backend == "reference"
 
 
 def test_foreign_npz_and_missing_file_are_refused(tmp_path):
