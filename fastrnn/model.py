@@ -114,6 +114,9 @@ class RNN:
         next call overwrites. ``reset_state`` starts again from zeros.
         """
         B = 1 if np.ndim(x_t) == 0 else len(x_t)
+        if B == 0:
+            raise ValueError(f"x_t: expected a token id, (B,) token ids or a (B, D) block, "
+                             f"B >= 1, got {_checks.describe(np.asarray(x_t))}")
         if self._stream is None or self._stream.batch_size != B:
             self._stream = Stream(self.params, batch_size=B, backend=self.backend)
         return self._stream(x_t)
@@ -130,11 +133,21 @@ class RNN:
         """
         if self.vocabulary is None:
             raise ValueError("sample: this model has no vocabulary (use RNN.char_model)")
-        if not isinstance(n, (int, np.integer)) or n < 0:
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix: expected str, got {type(prefix).__name__}")
+        unknown = "".join(sorted(set(prefix) - set(self.vocabulary.chars)))
+        if unknown:
+            raise ValueError(f"prefix: expected characters of the model's vocabulary "
+                             f"({len(self.vocabulary)} characters), got {unknown!r}")
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n: expected a non-negative int, got {n!r}")
         temperature = optim._positive(temperature, "temperature")
+        try:
+            rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"seed: expected None, a non-negative int or a NumPy seed, got "
+                            f"{seed!r}") from exc
         ids = self.vocabulary.encode(prefix) if prefix else np.zeros(1, dtype=np.int64)
-        rng = np.random.default_rng(seed)
         stream = Stream(self.params, batch_size=1, backend=self.backend)
         for token in ids:
             o = stream(int(token))
@@ -295,8 +308,10 @@ class RNN:
 
         The file is written to a temporary file beside ``path``, flushed to disk and
         renamed over ``path``: a crash mid-save leaves any previous checkpoint intact.
+        A path in a folder that does not exist, or naming a folder, is refused before
+        anything is written.
         """
-        path = Path(path)
+        path = _checkpoint_path(path)
         arrays = dict(params=self.params.data)
         meta = dict(format=CHECKPOINT_FORMAT, config=self.config(), progress=self.progress,
                     vocabulary=None if self.vocabulary is None else self.vocabulary.chars,
@@ -389,6 +404,17 @@ def _state_parts(state) -> tuple:
 def _zero_state(params: Params, shape):
     parts = [np.zeros(shape, dtype=params.dtype) for _ in range(1 + params.has_cell_state)]
     return tuple(parts) if params.has_cell_state else parts[0]
+
+
+def _checkpoint_path(path) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path: cannot write {path}: it is a folder")
+    if not path.parent.is_dir():
+        raise ValueError(f"path: cannot write {path}: no such folder {path.parent}")
+    return path
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:

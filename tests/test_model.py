@@ -1,6 +1,7 @@
 """The model API: truncated BPTT, training behaviour, resuming, checkpoints, sampling."""
 import functools
 import math
+import re
 import tracemalloc
 
 import numpy as np
@@ -265,7 +266,6 @@ def test_streaming_step_matches_forward():
     (lambda m, x, y: m.configure("lbfgs"), "optimizer"),
     (lambda m, x, y: m.configure("adam", lr=-1.0), "lr"),
     (lambda m, x, y: m.sample("the", 5, temperature=0), "temperature"),
-    (lambda m, x, y: m.sample("th€", 5), "text"),
 ])
 def test_model_rejects_bad_arguments(call, argument):
     vocab, x, y = char_streams()
@@ -273,6 +273,39 @@ def test_model_rejects_bad_arguments(call, argument):
     with pytest.raises(ValueError, match=rf"^{argument}: "):
         call(model, x, y)
     assert math.isfinite(model.params.data.sum())
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: m.sample(5, 3), TypeError, r"^prefix: expected str, got int"),
+    (lambda m: m.sample("th€", 5), ValueError,
+     r"^prefix: expected characters of the model's vocabulary \(\d+ characters\), got '€'"),
+    (lambda m: m.sample("a", True), ValueError, r"^n: expected a non-negative int, got True"),
+    (lambda m: m.sample("a", 2.0), ValueError, r"^n: expected a non-negative int, got 2.0"),
+    (lambda m: m.sample("a", 2, seed="x"), TypeError, r"^seed: expected None, "),
+    (lambda m: m.step(np.zeros(0, int)), ValueError,
+     r"^x_t: expected a token id, \(B,\) token ids or a \(B, D\) block, B >= 1, got "
+     r"int64 array of shape \(0,\)"),
+    (lambda m: m.step(np.zeros((0, m.params.input_size))), ValueError, r"^x_t: "),
+])
+def test_sample_and_step_name_their_argument(call, error, match):
+    vocab, _, _ = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    with pytest.raises(error, match=match):
+        call(model)
+
+
+def test_save_names_its_path_and_writes_nothing_when_it_cannot(tmp_path):
+    model = RNN(3, 4, 2, seed=0)
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(ValueError, match=rf"^path: cannot write {re.escape(str(missing))}"
+                                         rf"/m.npz: no such folder {re.escape(str(missing))}$"):
+        model.save(missing / "m.npz")
+    with pytest.raises(ValueError, match=rf"^path: cannot write {re.escape(str(tmp_path))}: "
+                                         rf"it is a folder"):
+        model.save(tmp_path)
+    with pytest.raises(TypeError, match=r"^path: expected a str or os.PathLike, got int"):
+        model.save(3)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name, value, match", [
