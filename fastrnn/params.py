@@ -76,7 +76,7 @@ def check_dtype(dtype, argument: str = "dtype") -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in DTYPES:
+    if dt is None or dt not in DTYPES:       # (np.dtype("float64") == None is True)
         raise TypeError(f"{argument}: expected float32 or float64, got {dtype!r}")
     return dt
 
@@ -136,6 +136,9 @@ class Params:
         if data is None:
             data = np.zeros(size, dtype=check_dtype(dtype))
         else:
+            if not isinstance(data, np.ndarray):
+                raise TypeError(f"data: expected a NumPy array of shape ({size},), got "
+                                f"{type(data).__name__}")
             check_dtype(data.dtype, "data.dtype")
             if data.shape != (size,) or not data.flags.c_contiguous:
                 raise ValueError(
@@ -265,7 +268,11 @@ def init_params(input_size, hidden_size, output_size, *, cell="tanh", num_layers
     """
     params = Params(input_size, hidden_size, output_size, cell=cell, num_layers=num_layers,
                     bidirectional=bidirectional, dtype=dtype)
-    rng = np.random.default_rng(seed)
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed: expected None, a non-negative int or a NumPy seed, got "
+                        f"{seed!r}") from exc
     H = params.hidden_size
     bound = 1.0 / math.sqrt(H)
     for layer in params.layers:
