@@ -96,7 +96,7 @@ def resolve(backend: str = "auto", kind: str = "sequence") -> str:
         backend, source = override, "FASTRNN_BACKEND"
     else:
         source = "backend"
-    if backend not in _MODULES:
+    if not isinstance(backend, str) or backend not in _MODULES:
         raise ValueError(f"{source}: expected 'auto' or one of {tuple(_MODULES)}, "
                          f"got {backend!r}")
     if _load(backend) is None:

@@ -38,6 +38,17 @@ def relative_error(numeric: np.ndarray, analytic: np.ndarray) -> float:
     return float(np.abs(numeric - analytic).max() / scale) if scale > 0 else 0.0
 
 
+def _float64_state(h0):
+    """h0 (an array, or a pair of them) in float64, its structure kept for the checks."""
+    try:
+        if isinstance(h0, (tuple, list)):
+            return tuple(np.asarray(part, dtype=np.float64) for part in h0)
+        return np.asarray(h0, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"h0: expected a state of floats, got {_checks.describe(h0)}") \
+            from None
+
+
 def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction="sum",
               eps=1e-4, backend="reference", grads=None) -> dict[str, float]:
     """Compare analytic gradients with finite differences, tensor by tensor.
@@ -67,8 +78,8 @@ def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction=
     if h0 is None:
         states = [np.zeros(shape) for _ in names]
     else:
-        states = [np.array(part, dtype=np.float64)
-                  for part in (h0 if params.has_cell_state else (h0,))]
+        h0 = _checks.check_state(params, _float64_state(h0), B)
+        states = [part.copy() for part in (h0 if params.has_cell_state else (h0,))]
     h0 = tuple(states) if params.has_cell_state else states[0]
     if grads is None:
         grads = loss_and_grad(params, x, y, h0, loss=loss, reduction=reduction,
