@@ -53,8 +53,13 @@ def _view(a):
     return (rnn.view1, rnn.view2, rnn.view3)[a.ndim - 1](a)
 
 
-def views(owner, arrays_of):
-    """Typed memoryviews of the arrays ``arrays_of(owner)``, made on first use.
+def _const_view(a):
+    return (rnn.const_view1, rnn.const_view2)[a.ndim - 1](a)
+
+
+def views(owner, arrays_of, make=_view):
+    """Typed memoryviews of the arrays ``arrays_of(owner)``, made on first use by
+    ``make`` (``_const_view`` for arrays the kernels only read, which may be read-only).
 
     They are made again when an attribute has been rebound to another array. (Written
     without generator expressions, whose frames would be allocated at every call.)
@@ -65,13 +70,13 @@ def views(owner, arrays_of):
         per_owner = _views[owner] = {}
     cached = per_owner.get(arrays_of)
     if cached is None or not all(map(is_, arrays, cached[0])):
-        cached = per_owner[arrays_of] = (arrays, tuple(map(_view, arrays)))
+        cached = per_owner[arrays_of] = (arrays, tuple(map(make, arrays)))
     return cached[1]
 
 
 def forward(params, x, h0, ws):
     kernel = rnn.forward_ids if x.ndim == 2 else rnn.forward_dense
-    U, W, b, V, c = views(params, PARAMS)
+    U, W, b, V, c = views(params, PARAMS, _const_view)
     a, s, o, _, _, _, WT = views(ws, WORKSPACE)
     kernel(rnn.CELLS[params.cell], U, W, b, V, c, x, h0, a, s, o, WT,
            _blas(ws.B, params.hidden_size))
@@ -86,7 +91,7 @@ def loss(kind, reduction, y, ws):
 
 def backward(params, x, ws, grads):
     kernel = rnn.backward_ids if x.ndim == 2 else rnn.backward_dense
-    _, W, _, V, _ = views(params, PARAMS)
+    _, W, _, V, _ = views(params, PARAMS, _const_view)
     a, s, _, do, kappa, da, _ = views(ws, WORKSPACE)
     dU, dW, db, dV, dc, dh0 = views(grads, GRADS)
     kernel(rnn.CELLS[params.cell], W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0,
@@ -95,7 +100,7 @@ def backward(params, x, ws, grads):
 
 def step(params, x_t, h, a, o_out, h_out):
     kernel = rnn.step_ids if x_t.ndim == 1 else rnn.step_dense
-    U, W, b, V, c = views(params, PARAMS)
+    U, W, b, V, c = views(params, PARAMS, _const_view)
     return kernel(rnn.CELLS[params.cell], U, W, b, V, c, x_t, h, a, o_out, h_out)
 
 

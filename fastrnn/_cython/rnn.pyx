@@ -514,3 +514,14 @@ def view2(floating[:, ::1] M):
 def view3(floating[:, :, ::1] A):
     """A (t, n, k) as a typed memoryview object; see ``view1``."""
     return A
+
+
+def const_view1(const floating[::1] v):
+    """v (n,) as a read-only typed memoryview object, for the kernels' IN arguments
+    (which may then be read-only arrays); see ``view1``."""
+    return v
+
+
+def const_view2(const floating[:, ::1] M):
+    """M (n, k) as a read-only typed memoryview object; see ``const_view1``."""
+    return M

@@ -16,6 +16,7 @@ workspace buffers) of one (params, grads, workspace) triple, checked once when i
 made and kept alive by it; the kernels then take it and a few memoryviews. Nothing here
 allocates an array.
 """
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, intptr_t
 
 from cython cimport floating
@@ -48,7 +49,7 @@ cdef class Cells:
     """
     cdef readonly object arrays, dtype
     cdef readonly int cell, n, dirs
-    cdef intptr_t table[NFIELDS][64]
+    cdef intptr_t* table                 # NFIELDS rows of n addresses
 
     def __cinit__(self, str cell, int dirs, dict arrays):
         cdef int f, i
@@ -56,20 +57,23 @@ cdef class Cells:
         self.dirs = dirs
         self.arrays = arrays
         self.n = len(arrays["W"])
-        if self.n > 64:
-            raise ValueError(f"params: the Cython backend runs at most 64 cells "
-                             f"(layers * directions), got {self.n}")
         self.dtype = arrays["W"][0].dtype
+        self.table = <intptr_t*>PyMem_Malloc(NFIELDS * self.n * sizeof(intptr_t))
+        if self.table == NULL:
+            raise MemoryError()
         for f, name in enumerate(FIELDS):
             for i, a in enumerate(arrays[name]):
                 if a.dtype != self.dtype or not a.flags.c_contiguous:
                     raise ValueError(f"{name}[{i}]: expected a C-contiguous "
                                      f"{self.dtype} array, got {a.dtype}")
-                self.table[f][i] = a.ctypes.data
+                self.table[f * self.n + i] = a.ctypes.data
+
+    def __dealloc__(self):
+        PyMem_Free(self.table)
 
 
 cdef inline floating* _at(Cells cells, Field f, int i, floating probe) noexcept nogil:
-    return <floating*>cells.table[<int>f][i]
+    return <floating*>cells.table[<int>f * cells.n + i]
 
 
 # ------------------------------------------------------------------ elementwise pieces
