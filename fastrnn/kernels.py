@@ -131,7 +131,8 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     h_T : ndarray, or a pair (h_T, c_T) for the LSTM
         The final state s_T, shaped like h0 (``params.state_shape(B)`` when h0 is
         omitted), to carry into the next call.
-    Both are fresh arrays that later calls leave alone.
+    Both are fresh arrays that later calls leave alone. Params, x and h0 are checked to
+    be finite, and FloatingPointError is raised if the outputs overflow nevertheless.
     """
     params = _checks.check_params(params)
     kernels = backends.get(backend)
@@ -140,7 +141,12 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     given, h0 = h0, _checks.check_state(params, h0, B)
     ws = get_workspace(params, T, B)
     _run_forward(kernels, params, x, h0, ws)
-    return ws.o.copy(), _shaped_like(_copy_state(ws.final_state()), given)
+    final = ws.final_state()
+    if not all(map(_checks.all_finite, (ws.o, *(final if isinstance(final, tuple) else
+                                                  (final,))))):
+        raise FloatingPointError("o: the outputs or the final state overflowed with finite "
+                                 "params, x and h0 (weights too large)")
+    return ws.o.copy(), _shaped_like(_copy_state(final), given)
 
 
 def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction="sum",
@@ -198,15 +204,19 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     return value, grads, _shaped_like(ws.final_state(), given)
 
 
-def _check_out_buffer(buf, shape, dtype, name: str) -> None:
-    if (not isinstance(buf, np.ndarray) or buf.shape != shape or buf.dtype != dtype
-            or not buf.flags.c_contiguous or not buf.flags.writeable):
+def _check_out_buffer(buf, shape, dtype, name: str, also=None) -> None:
+    """A writable C-contiguous buffer of ``shape`` (or of ``also``) and ``dtype``."""
+    if (not isinstance(buf, np.ndarray) or buf.shape not in (shape, also)
+            or buf.dtype != dtype or not buf.flags.c_contiguous or not buf.flags.writeable):
         raise ValueError(f"out: expected {name} to be a writable C-contiguous {dtype.name} "
                          f"array of shape {shape}, got {_checks.describe(buf)}")
 
 
 def _check_step_out(out, params: Params, B: int):
-    """(o_out, h_out): new buffers, or the caller's checked; h_out is a pair for the LSTM."""
+    """(o_out, h_out): new buffers, or the caller's checked; h_out is a pair for the LSTM.
+
+    The caller's h_out may have PyTorch's (1, B, H) for one layer in one direction, as h
+    may: the kernels get (B, H) views of it (see ``_state_views``)."""
     o_shape, h_shape = (B, params.output_size), params.state_shape(B)
     if out is None:
         o_out = np.empty(o_shape, dtype=params.dtype)
@@ -223,10 +233,18 @@ def _check_step_out(out, params: Params, B: int):
             raise TypeError(f"out: expected h_out to be a pair (h, c) for an LSTM, got "
                             f"{_checks.describe(h_out)}")
         for name, buf in zip(("h_out[0]", "h_out[1]"), h_out):
-            _check_out_buffer(buf, h_shape, params.dtype, name)
+            _check_out_buffer(buf, h_shape, params.dtype, name, (1,) + h_shape)
     else:
-        _check_out_buffer(h_out, h_shape, params.dtype, "h_out")
+        _check_out_buffer(h_out, h_shape, params.dtype, "h_out", (1,) + h_shape)
     return o_out, h_out
+
+
+def _state_views(params: Params, state, B: int):
+    """state with each part as a view of ``params.state_shape(B)``."""
+    shape = params.state_shape(B)
+    if isinstance(state, tuple):
+        return tuple(part.reshape(shape) for part in state)
+    return state.reshape(shape)
 
 
 def _check_step_input(params: Params, x_t) -> np.ndarray:
@@ -318,7 +336,7 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
                              _cell_major(params, h_out))
     else:
         scratch = get_workspace(params, 1, B).a[0]
-        status = kernels.step(params, x_t, h, scratch, o_out, h_out)
+        status = kernels.step(params, x_t, h, scratch, o_out, _state_views(params, h_out, B))
     _check_step_status(status, params, h)
     return o_out, (h_out if out is not None else _shaped_like(h_out, given))
 

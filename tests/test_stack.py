@@ -310,6 +310,24 @@ def test_one_layer_accepts_pytorch_state_layout_and_returns_it(cell):
     o_t, s_t = fastrnn.step(params, x[0], torch_state)
     assert [p.shape for p in parts(s_t)] == [(1,) + p.shape for p in parts(state)]
     np.testing.assert_allclose(o_t, o1[0], rtol=1e-12)
+    o_out = np.zeros_like(o_t)
+    in_place = tuple(p.copy() for p in parts(torch_state))
+    in_place = in_place if cell == "lstm" else in_place[0]
+    assert fastrnn.step(params, x[0], in_place, out=(o_out, in_place))[1] is in_place
+    np.testing.assert_array_equal(o_out, o_t)
+    for mine, ref in zip(parts(in_place), parts(s_t)):
+        np.testing.assert_array_equal(mine, ref)
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="the Cython extension is not built")
+def test_cython_runs_a_stack_of_more_than_64_cells():
+    """33 bidirectional GRU layers: 66 cells (the Cython address table once held 64)."""
+    params, x, y, state = make_stack("gru", 33, True, T=3, B=1, seed=9)
+    ref = run("reference", params, x, y, state)
+    fast = run("cython", params, x, y, state)
+    for name, value in ref.items():
+        np.testing.assert_allclose(fast[name], value, rtol=1e-10,
+                                   atol=1e-12 * np.abs(value).max(), err_msg=name)
 
 
 def test_bidirectional_cannot_stream():

@@ -102,6 +102,9 @@ def test_float32_params_reject_float64_inputs():
     (dict(dtype=np.float16), TypeError, "dtype"),
     (dict(hidden_size=0), ValueError, "hidden_size"),
     (dict(input_size=2.5), TypeError, "input_size"),
+    (dict(dtype="flaot32"), TypeError, "dtype"),
+    (dict(seed="a"), TypeError, "seed"),
+    (dict(seed=-1), ValueError, "seed"),
 ])
 def test_init_params_rejects(kwargs, exc, argument):
     sizes = dict(input_size=3, hidden_size=4, output_size=2)
@@ -116,6 +119,73 @@ def test_sgd_step_rejects_learning_rate(lr, exc):
     params = fastrnn.init_params(3, 4, 2, seed=0)
     with pytest.raises(exc, match=r"^lr: "):
         fastrnn.sgd_step(params, params.zeros_like(), lr)
+
+
+def test_params_reject_data_that_is_not_an_array():
+    size = fastrnn.Params(3, 4, 2).data.size
+    with pytest.raises(TypeError, match=rf"^data: expected a NumPy array of shape \({size},\), "
+                                        r"got list"):
+        fastrnn.Params(3, 4, 2, data=[0.0] * size)
+    with pytest.raises(TypeError, match=r"^dtype: expected float32 or float64, got 'bogus'"):
+        fastrnn.init_params(3, 4, 2).astype("bogus")
+
+
+def test_a_backend_that_is_not_a_name_is_refused():
+    kwargs = problem()
+    with pytest.raises(ValueError, match=r"^backend: expected 'auto' or one of"):
+        fastrnn.loss_and_grad(**kwargs, backend=["numba"])
+
+
+@pytest.mark.parametrize("cell", ["tanh", "lstm"])
+def test_read_only_params_run_on_every_backend(cell, backend):
+    """Params over a read-only buffer (a memory-mapped checkpoint, say) serve every call
+    that only reads them."""
+    params, x, y, _ = make_problem(T=T, B=B, D=D, H=H, O=O)
+    params = fastrnn.init_params(D, H, O, cell=cell, seed=1)
+    data = params.data.copy()
+    data.setflags(write=False)
+    frozen = fastrnn.Params(D, H, O, cell=cell, data=data)
+    o, _ = fastrnn.forward(frozen, x, backend=backend)
+    np.testing.assert_array_equal(o, fastrnn.forward(params, x, backend=backend)[0])
+    loss, _, _ = fastrnn.loss_and_grad(frozen, x, y, backend=backend)
+    assert loss == fastrnn.loss_and_grad(params, x, y, backend=backend)[0]
+    o_t, _ = fastrnn.step(frozen, x[0], backend=backend)
+    np.testing.assert_allclose(o_t, o[0], rtol=1e-12)
+    np.testing.assert_allclose(fastrnn.Stream(frozen, B, backend=backend)(x[0]), o[0],
+                               rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+@pytest.mark.parametrize("cell, num_layers", [("tanh", 1), ("relu", 2), ("gru", 1)])
+def test_overflowing_forward_is_an_error_not_an_inf(cell, num_layers, backend):
+    params = fastrnn.init_params(D, H, O, cell=cell, num_layers=num_layers, seed=0)
+    x = np.ones((T, B, D))
+    for layer in params.layers:
+        layer.b[...] = 50.0                 # saturated: tanh and the GRU's h_t near 1
+        if cell == "gru":
+            layer.b[H:2 * H] = -50.0        # z_t = 0: h_t = n_t
+        layer.U[...] = 1e150 if cell == "relu" else 0.0
+    params.V[:] = 1.7e308
+    params.c[:] = 1.7e308                   # o_t overflows to inf
+    with pytest.raises(FloatingPointError, match=r"^o: the outputs or the final state "
+                                                 r"overflowed"):
+        fastrnn.forward(params, x, backend=backend)
+
+
+@pytest.mark.parametrize("cell, h0, exc, message", [
+    ("lstm", np.ones((1, 3)), TypeError, "h0: expected an LSTM state, a pair (h, c)"),
+    ("lstm", 5, TypeError, "h0: expected an LSTM state, a pair (h, c)"),
+    ("gru", "abc", TypeError, "h0: expected a state of floats, got str"),
+    ("gru", (np.ones((1, 3)), np.ones((1, 3))), TypeError,
+     "h0: expected one array of shape (1, 3) for cell 'gru'"),
+    ("tanh", np.ones((2, 3)), ValueError, "h0: expected shape (B, H) = (1, 3)"),
+])
+def test_gradcheck_checks_h0(cell, h0, exc, message):
+    from fastrnn.gradcheck import gradcheck
+    params = fastrnn.init_params(2, 3, 2, cell=cell, seed=0)
+    with pytest.raises(exc) as info:
+        gradcheck(params, np.ones((2, 1, 2)), np.zeros((2, 1), dtype=int), h0)
+    assert str(info.value).startswith(message), str(info.value)
 
 
 def test_sgd_step_rejects_other_layout():
