@@ -80,31 +80,68 @@ class _Progress:
         return self.tokens / (time.perf_counter() - self.start)
 
 
+# The defaults of the train options that a checkpoint fixes. Their arguments default to
+# None, so that options given with --resume can be told from defaults.
+TRAIN_DEFAULTS = dict(hidden=128, cell="tanh", layers=1, dtype="float32", optimizer="adam",
+                      lr=3e-3, cosine=False)
+
+
+def _optimizer_name(optimizer: optim.Optimizer) -> str:
+    return {cls: name for name, cls in optim.OPTIMIZERS.items()}[type(optimizer)]
+
+
+def _check_resume_options(args, model: RNN) -> None:
+    """Refuse options given with --resume that contradict the checkpoint, whose model and
+    optimiser are resumed as they are."""
+    p, opt = model.params, model.optimizer
+    saved = dict(hidden=p.hidden_size, cell=p.cell, layers=p.num_layers, dtype=p.dtype.name)
+    if opt is not None:
+        saved.update(optimizer=_optimizer_name(opt), lr=opt.schedule.lr,
+                     cosine=isinstance(opt.schedule, optim.Cosine))
+    for name, value in saved.items():
+        given = getattr(args, name)
+        if given is not None and given != value:
+            option = f"--{name}"
+            trained = "without --cosine" if name == "cosine" else \
+                f"with {option} {value}, got {given}"
+            raise ValueError(f"{option}: {args.checkpoint} was trained {trained}; a resumed "
+                             f"model keeps the checkpoint's configuration (leave {option} "
+                             f"out, or train a new --checkpoint)")
+
+
 def train(args) -> int:
-    if args.resume and args.checkpoint.exists():
+    resuming = args.resume and args.checkpoint.exists()
+    if resuming:
         model = RNN.load(args.checkpoint, backend=args.backend)
+        _check_resume_options(args, model)
         vocab = model.vocabulary
         print(f"resuming {args.checkpoint} at step {model.progress['steps']}")
     else:
         vocab = None
+    for name, default in TRAIN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     text = data.read_text(args.text) if args.text else data.stdlib_corpus(args.chars)
     vocab = vocab or data.Vocabulary.from_text(text)
     ids = vocab.encode(text)
     split = int(len(ids) * 0.95)
     x, y = (data.streams(ids[:split][k:split - 1 + k], args.batch) for k in (0, 1))
     vx, vy = (data.streams(ids[split:][k:len(ids) - split - 1 + k], 4) for k in (0, 1))
-    if not (args.resume and args.checkpoint.exists()):
+    if not resuming:
         model = RNN.char_model(vocab, args.hidden, cell=args.cell, num_layers=args.layers,
                                dtype=args.dtype, seed=args.seed, backend=args.backend)
+    if model.optimizer is None:
         lr = optim.Cosine(args.lr, args.steps, args.lr / 10) if args.cosine else args.lr
         model.configure(args.optimizer, lr)
     unigram = _unigram_entropy(ids[:split], len(vocab))
     source = args.text or "the Python standard library's sources"
+    p, schedule = model.params, model.optimizer.schedule
+    decay = ", cosine decay" if isinstance(schedule, optim.Cosine) else ""
     print(f"fastrnn {__version__}: {len(text):,} characters of {source}, vocabulary "
-          f"{len(vocab)}, {model.params.cell} x {model.params.num_layers} layer(s), "
-          f"H={args.hidden}, window T={args.window}, batch B={args.batch}, "
-          f"{args.dtype}, {args.optimizer} lr={args.lr}, backend "
-          f"{args.backend} of {available_backends()}")
+          f"{len(vocab)}, {p.cell} x {p.num_layers} layer(s), H={p.hidden_size}, window "
+          f"T={args.window}, batch B={args.batch}, {p.dtype.name}, "
+          f"{_optimizer_name(model.optimizer)} lr={schedule.lr:g}{decay}, backend "
+          f"{model.backend} of {available_backends()}")
     print(f"unigram entropy (letter frequencies alone): {unigram:.3f} nats/char")
     remaining = args.steps - model.progress["steps"]
     progress = _Progress(max(remaining, 0), args.every)
@@ -199,18 +236,26 @@ def main(argv=None) -> int:
     p.add_argument("--text", type=Path, help="a UTF-8 text file (default: stdlib sources)")
     p.add_argument("--chars", type=_positive_int, default=1_000_000,
                    help="characters of the default corpus")
-    p.add_argument("--hidden", type=_positive_int, default=128)
-    p.add_argument("--cell", choices=CELLS, default="tanh")
-    p.add_argument("--layers", type=_positive_int, default=1)
+    resumed = "; with --resume, the checkpoint's"
+    p.add_argument("--hidden", type=_positive_int,
+                   help=f"hidden size H (default {TRAIN_DEFAULTS['hidden']}{resumed})")
+    p.add_argument("--cell", choices=CELLS,
+                   help=f"default {TRAIN_DEFAULTS['cell']}{resumed}")
+    p.add_argument("--layers", type=_positive_int,
+                   help=f"default {TRAIN_DEFAULTS['layers']}{resumed}")
     p.add_argument("--window", type=_positive_int, default=50, help="truncated BPTT window")
     p.add_argument("--batch", type=_positive_int, default=32, help="parallel streams")
     p.add_argument("--steps", type=_positive_int, default=2000)
-    p.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS), default="adam")
-    p.add_argument("--lr", type=_positive_float, default=3e-3)
-    p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay")
+    p.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
+                   help=f"default {TRAIN_DEFAULTS['optimizer']}{resumed}")
+    p.add_argument("--lr", type=_positive_float,
+                   help=f"learning rate (default {TRAIN_DEFAULTS['lr']}{resumed})")
+    p.add_argument("--cosine", action="store_true", default=None,
+                   help="cosine learning-rate decay (with --resume, the checkpoint's)")
     p.add_argument("--clip", type=_positive_float, default=5.0, help="global-norm clip")
     p.add_argument("--on-nonfinite", choices=("raise", "skip"), default="raise")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64"),
+                   help=f"default {TRAIN_DEFAULTS['dtype']}{resumed}")
     p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"))
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--plot", action="store_true", help="write loss and gradient-norm PNGs")

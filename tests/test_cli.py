@@ -38,6 +38,38 @@ def test_train_resume_and_sample(corpus, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("def")
 
 
+def test_resume_reports_the_checkpoint_configuration(corpus, tmp_path, capsys):
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt, "--cell", "gru", "--dtype", "float64",
+                               "--optimizer", "sgd", "--lr", "0.05")) == 0
+    capsys.readouterr()
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "35")) == 0
+    out = capsys.readouterr().out
+    assert "gru x 1 layer(s), H=16, window T=10, batch B=4, float64, sgd lr=0.05," in out
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--hidden", "32", "--hidden: {ckpt} was trained with --hidden 16, got 32"),
+    ("--cell", "lstm", "--cell: {ckpt} was trained with --cell tanh, got lstm"),
+    ("--layers", "2", "--layers: {ckpt} was trained with --layers 1, got 2"),
+    ("--dtype", "float64", "--dtype: {ckpt} was trained with --dtype float32, got float64"),
+    ("--optimizer", "sgd", "--optimizer: {ckpt} was trained with --optimizer adam, got sgd"),
+    ("--lr", "0.1", "--lr: {ckpt} was trained with --lr 0.003, got 0.1"),
+    ("--cosine", None, "--cosine: {ckpt} was trained without --cosine"),
+])
+def test_resume_refuses_options_that_contradict_the_checkpoint(corpus, tmp_path, capsys,
+                                                                option, value, message):
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt)) == 0
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    given = [option] if value is None else [option, value]
+    assert cli.main(train_args(corpus, ckpt, "--resume", *given)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message.format(ckpt=ckpt)}; a resumed model keeps "), err
+    assert ckpt.read_bytes() == before
+
+
 def test_resume_on_fewer_steps_per_stream_than_done(corpus, tmp_path, capsys):
     """A larger batch leaves streams shorter than the saved position: the epoch starts
     again from the beginning of the new streams."""
