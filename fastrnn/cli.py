@@ -110,6 +110,10 @@ def _check_resume_options(args, model: RNN) -> None:
 
 
 def train(args) -> int:
+    if not args.checkpoint.parent.is_dir() or args.checkpoint.is_dir():
+        raise ValueError(f"--checkpoint: cannot write {args.checkpoint}: "
+                         + ("it is a folder" if args.checkpoint.is_dir() else
+                            f"no such folder {args.checkpoint.parent}"))
     resuming = args.resume and args.checkpoint.exists()
     if resuming:
         model = RNN.load(args.checkpoint, backend=args.backend)

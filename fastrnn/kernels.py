@@ -254,6 +254,9 @@ def _check_step_input(params: Params, x_t) -> np.ndarray:
     """
     x_t = np.asarray(x_t)
     D = params.input_size
+    if x_t.size == 0:
+        raise ValueError(f"x_t: expected a token id, (B,) token ids or a (B, {D}) block, "
+                         f"B >= 1, got {_checks.describe(x_t)}")
     if x_t.dtype.kind in "iu" and x_t.ndim <= 1:
         return _checks.check_x(params, x_t.reshape(1, -1), "x_t")[0]
     if x_t.dtype.kind != "f" or x_t.ndim != 2 or x_t.shape[1] != D or x_t.shape[0] == 0:

@@ -132,6 +132,17 @@ def test_bad_corpus_is_an_error_and_writes_nothing(tmp_path, capsys, content, ma
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]
 
 
+def test_a_checkpoint_that_cannot_be_written_is_refused_before_training(corpus, tmp_path,
+                                                                         capsys):
+    missing = tmp_path / "no" / "c.npz"
+    assert cli.main(train_args(corpus, missing)) == 2
+    out, err = capsys.readouterr()
+    assert f"error: --checkpoint: cannot write {missing}: no such folder" in err
+    assert "fastrnn" not in out                      # no banner: nothing was trained
+    assert cli.main(train_args(corpus, tmp_path)) == 2
+    assert "it is a folder" in capsys.readouterr().err
+
+
 def test_bad_checkpoints(corpus, tmp_path, capsys):
     assert cli.main(["sample", "--checkpoint", str(tmp_path / "missing.npz")]) == 2
     assert "checkpoint: no such file" in capsys.readouterr().err

@@ -55,6 +55,7 @@ def test_single_token_and_fresh_buffers(backend):
     (np.ones((2, 5), dtype=np.float32), TypeError),
     (np.array([5, 0]), ValueError),
     ("a", ValueError),
+    (np.zeros(0, dtype=np.int64), ValueError),
 ])
 def test_step_rejects_bad_input(backend, x_t, exc):
     params, _, _, _ = make_problem(T=1, B=2, D=5)
