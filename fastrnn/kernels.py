@@ -142,8 +142,8 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     ws = get_workspace(params, T, B)
     _run_forward(kernels, params, x, h0, ws)
     final = ws.final_state()
-    if not all(map(_checks.all_finite, (ws.o, *(final if isinstance(final, tuple) else
-                                                  (final,))))):
+    parts = final if isinstance(final, tuple) else (final,)
+    if not all(map(_checks.all_finite, (ws.o, *parts))):
         raise FloatingPointError("o: the outputs or the final state overflowed with finite "
                                  "params, x and h0 (weights too large)")
     return ws.o.copy(), _shaped_like(_copy_state(final), given)
@@ -218,6 +218,7 @@ def _check_step_out(out, params: Params, B: int):
     The caller's h_out may have PyTorch's (1, B, H) for one layer in one direction, as h
     may: the kernels get (B, H) views of it (see ``_state_views``)."""
     o_shape, h_shape = (B, params.output_size), params.state_shape(B)
+    torch_shape = (1,) + h_shape if len(h_shape) == 2 else None
     if out is None:
         o_out = np.empty(o_shape, dtype=params.dtype)
         h_out = np.empty(h_shape, dtype=params.dtype)
@@ -233,9 +234,9 @@ def _check_step_out(out, params: Params, B: int):
             raise TypeError(f"out: expected h_out to be a pair (h, c) for an LSTM, got "
                             f"{_checks.describe(h_out)}")
         for name, buf in zip(("h_out[0]", "h_out[1]"), h_out):
-            _check_out_buffer(buf, h_shape, params.dtype, name, (1,) + h_shape)
+            _check_out_buffer(buf, h_shape, params.dtype, name, torch_shape)
     else:
-        _check_out_buffer(h_out, h_shape, params.dtype, "h_out", (1,) + h_shape)
+        _check_out_buffer(h_out, h_shape, params.dtype, "h_out", torch_shape)
     return o_out, h_out
 
 
