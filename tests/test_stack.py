@@ -222,6 +222,23 @@ def test_a_stack_step_rejects_non_finite_input_and_reports_overflow(cell, backen
         stream(x[0])
 
 
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("tokens", [False, True], ids=["dense", "ids"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "tanh"])
+def test_compiled_stack_step_equals_the_reference_step(cell, tokens, B, dtype, backend):
+    """One step of a 2-layer stack (T = 1) on a compiled backend against the reference,
+    at the tolerances of the compiled kernels."""
+    params, x, _, state = make_stack(cell, 2, False, T=1, B=B, tokens=tokens, dtype=dtype,
+                                     seed=10)
+    o_ref, s_ref = fastrnn.step(params, x[0], state, backend="reference")
+    o_t, s_t = fastrnn.step(params, x[0], state, backend=backend)
+    for mine, ref in zip((o_t, *parts(s_t)), (o_ref, *parts(s_ref))):
+        np.testing.assert_allclose(mine, ref, rtol=RTOL[dtype],
+                                   atol=RTOL[dtype] * 1e-2 * np.abs(ref).max())
+
+
 def test_carrying_the_state_equals_one_long_sequence():
     params, x, _, state = make_stack("lstm", 2, False, T=8, seed=7)
     o_all, final_all = fastrnn.forward(params, x, state)

@@ -151,6 +151,16 @@ def stack_forward_ids(cell, dirs, x, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates,
 
 
 @jit
+def _step_layers(cell, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y, o_out,
+                 h_out, c_out, scratch):
+    """A step's layers and output, layer 0's gates holding b + U x_t; returns STEP_OK or
+    STEP_BAD_OUTPUT."""
+    _layers_forward(cell, 1, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
+                    o_out.reshape((1,) + o_out.shape), h_out, c_out, scratch, True)
+    return STEP_OK if _all_finite(o_out) else STEP_BAD_OUTPUT
+
+
+@jit
 def stack_step_dense(cell, x_t, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
                      o_out, h_out, c_out, scratch):
     """One streaming step of a one-direction stack: its forward pass over x_t (B, D).
@@ -167,9 +177,8 @@ def stack_step_dense(cell, x_t, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux,
     if not _all_finite(x_t):
         return STEP_BAD_INPUT
     project_dense(Us[0], bs[0], x_t.reshape((1,) + x_t.shape), gates[0])
-    _layers_forward(cell, 1, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
-                    o_out.reshape((1,) + o_out.shape), h_out, c_out, scratch, True)
-    return STEP_OK if _all_finite(o_out) else STEP_BAD_OUTPUT
+    return _step_layers(cell, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
+                        o_out, h_out, c_out, scratch)
 
 
 @jit
@@ -177,9 +186,8 @@ def stack_step_ids(cell, x_t, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, h
                    o_out, h_out, c_out, scratch):
     """One streaming step for token ids x_t (B,); as ``stack_step_dense``."""
     project_ids(Us[0], bs[0], x_t.reshape((1,) + x_t.shape), gates[0])
-    _layers_forward(cell, 1, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
-                    o_out.reshape((1,) + o_out.shape), h_out, c_out, scratch, True)
-    return STEP_OK if _all_finite(o_out) else STEP_BAD_OUTPUT
+    return _step_layers(cell, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
+                        o_out, h_out, c_out, scratch)
 
 
 @jit
