@@ -329,7 +329,7 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     """
     params = _checks.check_params(params, finite=False)
     _check_streamable(params)
-    kernels = backends.get(backend, "step")
+    kernels = backends.get(backend, "stack_step" if params.is_stack else "step")
     x_t = _check_step_input(params, x_t)
     B = x_t.shape[0]
     given = h
@@ -365,7 +365,7 @@ class Stream:
     def __init__(self, params: Params, batch_size: int = 1, h0=None, *, backend="auto"):
         self.params = _checks.check_params(params)
         _check_streamable(params)
-        self._kernels = backends.get(backend, "step")
+        self._kernels = backends.get(backend, "stack_step" if params.is_stack else "step")
         self._step = self._kernels.step
         if isinstance(batch_size, (bool, np.bool_)) or \
                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

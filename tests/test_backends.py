@@ -118,3 +118,15 @@ def test_auto_prefers_a_compiled_backend(monkeypatch):
     assert fastrnn.backends.resolve("auto") == FAST[0]
     monkeypatch.setenv("FASTRNN_BACKEND", "reference")
     assert fastrnn.backends.resolve("auto") == "reference"
+
+
+def test_auto_steps_a_stack_on_cython_and_the_derivations_network_on_numba(monkeypatch):
+    """The step kinds' orders (measured, see fastrnn.backends) reach the step calls."""
+    monkeypatch.delenv("FASTRNN_BACKEND", raising=False)
+    order = {"stack_step": ("cython", "numba"), "step": ("numba", "cython")}
+    for kind, params in (("stack_step", fastrnn.init_params(3, 4, 2, cell="lstm")),
+                         ("step", fastrnn.init_params(3, 4, 2))):
+        expected = next(b for b in order[kind] if b in FAST)
+        assert fastrnn.backends.resolve("auto", kind) == expected
+        stream = fastrnn.Stream(params)
+        assert stream._kernels is fastrnn.backends.get(expected)

@@ -3,6 +3,8 @@
 # Where those mix a float64 literal into float32 values (1.0 - s * s), C promotes the
 # same way.
 
+from libc.math cimport isfinite
+
 from cython cimport floating
 
 from ._blas cimport BLAS_Trans, NoTrans, Trans, gemm, gemv
@@ -41,6 +43,15 @@ cdef inline void delta(int act, const floating* a, const floating* s, const floa
     else:
         for i in range(n):
             da[i] = kappa[i] if a[i] > 0 else 0
+
+
+cdef inline bint all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
+    """Whether every one of the n elements is finite (exact: no fast-math here)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(v[i]):
+            return False
+    return True
 
 
 cdef inline void copy(const floating* src, floating* dst, Py_ssize_t n) noexcept nogil:

@@ -22,7 +22,6 @@ be a small Python object per array per call, about 2.5 kB for a backward pass.
 import weakref
 from operator import attrgetter, is_
 
-from ..backends import step_by_forward
 from . import rnn, stack
 
 ISA = "baseline"
@@ -148,4 +147,6 @@ def stack_backward(params, x, ws, grads):
 
 
 def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
-    return step_by_forward(stack_forward, params, x_t, h0, c0, o_out, h_out, c_out, ws)
+    kernel = stack.stack_step_ids if x_t.ndim == 1 else stack.stack_step_dense
+    return kernel(cells(params, ws, ws.grads), x_t, h0, h0 if c0 is None else c0, params.V,
+                  params.c, o_out, h_out, ws.c_T if c_out is None else c_out)

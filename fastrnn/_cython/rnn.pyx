@@ -24,13 +24,14 @@ the memoryviews still check dtype and layout, so a bug upstream raises instead o
 corrupting memory. No kernel allocates an array. Compiler directives (no bounds checks
 unless FASTRNN_CYTHON_DEBUG=1) and flags are set once for the build in setup.py.
 """
-from libc.math cimport isfinite, log
+from libc.math cimport log
 from libc.stdint cimport int64_t
 
 from cython cimport floating
 
 from ._blas cimport BLAS_Trans, NoTrans, Trans, gemm, gemv
 from ._loops cimport RELU, SIGMOID, TANH
+from ._loops cimport all_finite as _all_finite
 from ._loops cimport activate as _activate
 from ._loops cimport add_rows_times as _add_rows_times
 from ._loops cimport copy as _copy
@@ -375,14 +376,6 @@ cdef floating _dot(const floating* u, const floating* v, Py_ssize_t n) noexcept 
     for j in range(4):
         acc[j] += acc[j + 4]
     return (acc[0] + acc[2]) + (acc[1] + acc[3])
-
-
-cdef bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if not isfinite(v[i]):
-            return False
-    return True
 
 
 cdef int _step_finish(int act, const floating[:, ::1] W, const floating[:, ::1] V,

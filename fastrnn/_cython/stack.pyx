@@ -22,16 +22,23 @@ from libc.stdint cimport int64_t, intptr_t
 from cython cimport floating
 
 from ._blas cimport NoTrans, Trans, gemm
-from ._loops cimport activate, add_rows_times, copy, delta, fill_rows, sum_rows
+from ._loops cimport (activate, add_rows_times, all_finite, copy, delta, fill_rows,
+                      sum_rows)
 from ._vecmath cimport sigmoid, tanh
 
 import numpy as np
+
+from fastrnn import backends
 
 cdef enum:
     LSTM = 3
     GRU = 4
 
 CELLS = {"tanh": 0, "sigmoid": 1, "relu": 2, "lstm": LSTM, "gru": GRU}
+
+cdef int STEP_OK = backends.STEP_OK
+cdef int STEP_BAD_INPUT = backends.STEP_BAD_INPUT
+cdef int STEP_BAD_OUTPUT = backends.STEP_BAD_OUTPUT
 
 # Per-cell fields of a Cells object, in its address table; Y and dY are per layer.
 FIELDS = ("U", "W", "b", "b_hh", "gates", "aux", "h", "kappa", "da", "dah",
@@ -461,6 +468,80 @@ def stack_backward_ids(Cells cells,
                     for j in range(G):
                         dU[j * D + col] += da[(t * B + r) * G + j]
             sum_rows(da, T * B, G, _at(cells, F_DB, d, probe))
+
+
+def stack_step_dense(Cells cells,
+                     const floating[:, ::1] x_t,          # IN  (B, D)
+                     const floating[:, :, ::1] h0,        # IN  (n, B, H), may be h_out
+                     const floating[:, :, ::1] c0,        # IN  (n, B, H), LSTM; may be c_out
+                     const floating[:, ::1] V,            # IN  (O, H)
+                     const floating[::1] c,               # IN  (O,)
+                     floating[:, ::1] o_out,              # OUT (B, O)
+                     floating[:, :, ::1] h_out,           # OUT (n, B, H)
+                     floating[:, :, ::1] c_out):          # OUT (n, B, H), LSTM
+    """One streaming step of a one-direction stack: its forward pass over x_t (B, D).
+
+    As ``stack_forward_dense`` with T = 1, on the buffers of a workspace for T = 1, but
+    the outputs go straight to o_out, h_out and c_out, which may be h0 and c0 (each
+    cell copies its h0 and c0 before it writes). Returns STEP_OK, STEP_BAD_INPUT when
+    x_t is not finite (nothing is written), or STEP_BAD_OUTPUT.
+    """
+    cdef int B = x_t.shape[0], D = x_t.shape[1], H = h0.shape[2], O = V.shape[0]
+    cdef int G = cells.arrays["W"][0].shape[0], status
+    cdef floating probe = 0
+    _check(cells, sizeof(floating))
+    with nogil:
+        if not all_finite(&x_t[0, 0], B * D):
+            status = STEP_BAD_INPUT
+        else:
+            fill_rows(_at(cells, F_GATES, 0, probe), B, _at(cells, F_B, 0, probe), G)
+            add_rows_times(&x_t[0, 0], B, D, _at(cells, F_U, 0, probe), Trans, G,
+                           _at(cells, F_GATES, 0, probe))
+            status = _step_layers(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0],
+                                  &c[0], &o_out[0, 0], &h_out[0, 0, 0], &c_out[0, 0, 0], B,
+                                  D, H, O)
+    return status
+
+
+def stack_step_ids(Cells cells,
+                   const int64_t[::1] x_t,                # IN  (B,) token ids in [0, D)
+                   const floating[:, :, ::1] h0,
+                   const floating[:, :, ::1] c0,
+                   const floating[:, ::1] V,
+                   const floating[::1] c,
+                   floating[:, ::1] o_out,
+                   floating[:, :, ::1] h_out,
+                   floating[:, :, ::1] c_out):
+    """One streaming step for token ids x_t (B,); as ``stack_step_dense``."""
+    cdef int B = x_t.shape[0], H = h0.shape[2], O = V.shape[0]
+    cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
+    cdef int r, j, status
+    cdef Py_ssize_t col
+    cdef floating probe = 0
+    cdef floating* gates
+    cdef const floating* U
+    cdef const floating* b
+    _check(cells, sizeof(floating))
+    with nogil:
+        gates = _at(cells, F_GATES, 0, probe)
+        U, b = _at(cells, F_U, 0, probe), _at(cells, F_B, 0, probe)
+        for r in range(B):
+            col = x_t[r]
+            for j in range(G):
+                gates[r * G + j] = b[j] + U[j * D + col]
+        status = _step_layers(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
+                              &o_out[0, 0], &h_out[0, 0, 0], &c_out[0, 0, 0], B, D, H, O)
+    return status
+
+
+cdef int _step_layers(Cells cells, floating probe, const floating* h0, const floating* c0,
+                      const floating* V, const floating* c, floating* o_out,
+                      floating* h_out, floating* c_out, int B, int D, int H,
+                      int O) noexcept nogil:
+    """A step's layers and output, layer 0's gates holding b + U x_t; returns STEP_OK
+    or STEP_BAD_OUTPUT."""
+    _layers_forward(cells, probe, h0, c0, V, c, o_out, h_out, c_out, 1, B, D, H, O)
+    return STEP_OK if all_finite(o_out, B * O) else STEP_BAD_OUTPUT
 
 
 def _check(Cells cells, size_t itemsize):
