@@ -55,10 +55,31 @@ def _adam(p, g, lr, beta1, beta2, eps, t, m, v):
 
 @jit
 def _sum_squares(g):
+    """The sum of g[i]^2, accumulated in float64 (float32 squares overflow from 1.8e19)."""
     total = 0.0
     for i in range(g.size):
-        total += g[i] * g[i]
+        x = float(g[i])
+        total += x * x
     return total
+
+
+@jit
+def _norm(g):
+    """The 2-norm of g; finite for every finite g, rescaled by max |g[i]| when the sum
+    of squares overflows. inf when an entry is inf, nan when one is nan."""
+    total = _sum_squares(g)
+    if not math.isinf(total):
+        return math.sqrt(total)
+    largest = 0.0
+    for i in range(g.size):
+        largest = max(largest, abs(float(g[i])))
+    if math.isinf(largest):
+        return largest
+    total = 0.0
+    for i in range(g.size):
+        x = float(g[i]) / largest
+        total += x * x
+    return largest * math.sqrt(total)
 
 
 @jit
@@ -82,13 +103,15 @@ def clip_grad_norm(grads: Params, max_norm: float) -> float:
     """Scale grads.data in place so that its 2-norm is at most ``max_norm``.
 
     PyTorch's ``clip_grad_norm_``: the factor is max_norm / (norm + 1e-6), applied only
-    when below one. Returns the norm before clipping (inf or nan when the gradient is
-    not finite, in which case nothing is scaled).
+    when below one. The norm is accumulated in float64 and rescaled when its square
+    overflows, so a huge finite gradient (float32 entries from 1.8e19) is clipped, not
+    taken for an infinite one. Returns the norm before clipping (inf or nan when the
+    gradient is not finite, in which case nothing is scaled).
     """
     max_norm = _positive(max_norm, "max_norm")
-    norm = math.sqrt(_sum_squares(grads.data))
+    norm = _norm(grads.data)
     factor = max_norm / (norm + 1e-6)
-    if factor < 1.0:
+    if math.isfinite(norm) and factor < 1.0:
         _scale(grads.data, grads.dtype.type(factor))
     return norm
 

@@ -143,3 +143,21 @@ def test_optimizer_refuses_other_params():
     other = fastrnn.init_params(3, 4, 2)
     with pytest.raises(ValueError, match=r"^params: "):
         adam.step(other, other.zeros_like())
+
+
+@pytest.mark.parametrize("dtype, value", [(np.float32, 1e20), (np.float64, 1e160)])
+def test_clip_grad_norm_of_huge_finite_gradients(dtype, value):
+    grads = fastrnn.Params(33, 1, 1, dtype=dtype)
+    grads.data[...] = value * np.linspace(-1, 1, P)
+    expected = np.linalg.norm(grads.data.astype(np.float64) / value) * value
+    assert optim.clip_grad_norm(grads, 1.0) == pytest.approx(expected, rel=1e-6)
+    assert np.linalg.norm(grads.data.astype(np.float64)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_clip_grad_norm_leaves_an_infinite_gradient_unscaled():
+    grads = _flat_params().zeros_like()
+    grads.data[...] = np.linspace(-10, 10, P)
+    grads.data[3] = np.inf
+    before = grads.data.copy()
+    assert optim.clip_grad_norm(grads, 1.0) == math.inf
+    np.testing.assert_array_equal(grads.data, before)
