@@ -109,6 +109,7 @@ def clip_grad_norm(grads: Params, max_norm: float) -> float:
     gradient is not finite, in which case nothing is scaled).
     """
     max_norm = _positive(max_norm, "max_norm")
+    _check_writable(grads, "grads")
     norm = _norm(grads.data)
     factor = max_norm / (norm + 1e-6)
     if math.isfinite(norm) and factor < 1.0:
@@ -118,7 +119,17 @@ def clip_grad_norm(grads: Params, max_norm: float) -> float:
 
 def clip_grad_value(grads: Params, clip: float) -> None:
     """Clamp every gradient entry to [-clip, clip] in place (min-char-rnn's +-5)."""
-    _clip(grads.data, grads.dtype.type(_positive(clip, "clip")))
+    clip = _positive(clip, "clip")
+    _check_writable(grads, "grads")
+    _clip(grads.data, grads.dtype.type(clip))
+
+
+def _check_writable(params, argument: str) -> None:
+    """A Params whose buffer can be updated in place."""
+    if not isinstance(params, Params):
+        raise TypeError(f"{argument}: expected Params, got {type(params).__name__}")
+    if not params.data.flags.writeable:
+        raise ValueError(f"{argument}.data: expected a writable array, got a read-only one")
 
 
 def _positive(value, argument: str) -> float:
@@ -224,6 +235,7 @@ class Optimizer:
         return self.schedule(self.steps)
 
     def step(self, params: Params, grads: Params) -> None:
+        _check_writable(params, "params")
         if not isinstance(grads, Params) or not params.same_layout(grads):
             raise TypeError(f"grads: expected gradients of the params' layout "
                             f"({params!r}), got {grads!r}")

@@ -161,3 +161,38 @@ def test_clip_grad_norm_leaves_an_infinite_gradient_unscaled():
     before = grads.data.copy()
     assert optim.clip_grad_norm(grads, 1.0) == math.inf
     np.testing.assert_array_equal(grads.data, before)
+
+
+def _read_only(params):
+    params.data.flags.writeable = False
+    return params
+
+
+@pytest.mark.parametrize("update, argument", [
+    (lambda g: optim.clip_grad_norm(_read_only(g), 1.0), "grads"),
+    (lambda g: optim.clip_grad_value(_read_only(g), 1.0), "grads"),
+    (lambda g: optim.SGD(0.1).step(_read_only(_flat_params()), g), "params"),
+    (lambda g: optim.Adam().step(_read_only(_flat_params()), g), "params"),
+])
+def test_read_only_buffers_are_refused(update, argument):
+    grads = _flat_params().zeros_like()
+    grads.data[...] = np.linspace(-10, 10, P)
+    with pytest.raises(ValueError, match=rf"^{argument}.data: expected a writable array, "
+                                         r"got a read-only one"):
+        update(grads)
+
+
+def test_read_only_gradients_update_params():
+    grads = _flat_params().zeros_like()
+    grads.data[...] = gradients(1)[0]
+    expected = run_fastrnn(optim.Adam(0.1), [grads.data])
+    params = _flat_params()
+    optim.Adam(0.1).step(params, _read_only(grads))
+    np.testing.assert_array_equal(params.data, expected)
+
+
+@pytest.mark.parametrize("clip", [lambda g: optim.clip_grad_norm(g, 1.0),
+                                  lambda g: optim.clip_grad_value(g, 1.0)])
+def test_clipping_refuses_what_is_not_params(clip):
+    with pytest.raises(TypeError, match=r"^grads: expected Params, got ndarray"):
+        clip(np.ones(P))
