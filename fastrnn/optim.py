@@ -132,16 +132,23 @@ def _check_writable(params, argument: str) -> None:
         raise ValueError(f"{argument}.data: expected a writable array, got a read-only one")
 
 
-def _positive(value, argument: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{argument}: expected a positive number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{argument}: expected a positive finite number, got {value!r}")
+def _real(value, argument: str, expected: str) -> float:
+    """A Python float from a real number (not a bool), else a TypeError naming it."""
+    if isinstance(value, (bool, np.bool_)) or \
+            not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{argument}: expected {expected}, got {value!r}")
     return float(value)
 
 
+def _positive(value, argument: str) -> float:
+    value = _real(value, argument, "a positive number")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{argument}: expected a positive finite number, got {value!r}")
+    return value
+
+
 def _fraction(value, argument: str) -> float:
-    value = float(value)
+    value = _real(value, argument, "a number in [0, 1)")
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{argument}: expected a number in [0, 1), got {value!r}")
     return value
@@ -185,9 +192,10 @@ class Cosine:
         self.lr = _checks.check_learning_rate(lr)
         if not isinstance(total, (int, np.integer)) or total < 1:
             raise ValueError(f"total: expected a positive int, got {total!r}")
+        min_lr = _real(min_lr, "min_lr", "a number in [0, lr]")
         if not 0.0 <= min_lr <= self.lr:
             raise ValueError(f"min_lr: expected a number in [0, lr], got {min_lr!r}")
-        self.total, self.min_lr = int(total), float(min_lr)
+        self.total, self.min_lr = int(total), min_lr
 
     def config(self) -> dict:
         return dict(kind="Cosine", lr=self.lr, total=self.total, min_lr=self.min_lr)
@@ -273,11 +281,13 @@ class SGD(Optimizer):
     g + momentum * buf with Nesterov)."""
 
     def __init__(self, lr, momentum: float = 0.0, nesterov: bool = False):
-        super().__init__(lr, momentum=momentum, nesterov=nesterov)
-        self.momentum = _fraction(momentum, "momentum")
-        if nesterov and self.momentum == 0.0:
+        momentum = _fraction(momentum, "momentum")
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov: expected True or False, got {nesterov!r}")
+        if nesterov and momentum == 0.0:
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
-        self.nesterov = bool(nesterov)
+        super().__init__(lr, momentum=momentum, nesterov=bool(nesterov))
+        self.momentum, self.nesterov = momentum, bool(nesterov)
         self.buffers = ("momentum",) if self.momentum else ()
 
     def _update(self, p, g, lr):
@@ -291,8 +301,8 @@ class Adagrad(Optimizer):
     buffers = ("sum_sq",)
 
     def __init__(self, lr=0.1, eps: float = 1e-10):
-        super().__init__(lr, eps=eps)
         self.eps = _positive(eps, "eps")
+        super().__init__(lr, eps=self.eps)
 
     def _update(self, p, g, lr):
         _adagrad(p, g, lr, p.dtype.type(self.eps), self.state["sum_sq"])
@@ -304,8 +314,8 @@ class RMSprop(Optimizer):
     buffers = ("square_avg",)
 
     def __init__(self, lr=0.01, alpha: float = 0.99, eps: float = 1e-8):
-        super().__init__(lr, alpha=alpha, eps=eps)
         self.alpha, self.eps = _fraction(alpha, "alpha"), _positive(eps, "eps")
+        super().__init__(lr, alpha=self.alpha, eps=self.eps)
 
     def _update(self, p, g, lr):
         dt = p.dtype.type
@@ -318,9 +328,11 @@ class Adam(Optimizer):
     buffers = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
-        super().__init__(lr, betas=list(betas), eps=eps)
+        if np.shape(betas) != (2,):
+            raise ValueError(f"betas: expected a pair of numbers in [0, 1), got {betas!r}")
         self.beta1, self.beta2 = (_fraction(b, "betas") for b in betas)
         self.eps = _positive(eps, "eps")
+        super().__init__(lr, betas=[self.beta1, self.beta2], eps=self.eps)
 
     def _update(self, p, g, lr):
         dt = p.dtype.type

@@ -1,4 +1,5 @@
 """Optimisers and clipping against torch.optim and torch.nn.utils, on the same gradients."""
+import json
 import math
 
 import numpy as np
@@ -196,3 +197,36 @@ def test_read_only_gradients_update_params():
 def test_clipping_refuses_what_is_not_params(clip):
     with pytest.raises(TypeError, match=r"^grads: expected Params, got ndarray"):
         clip(np.ones(P))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optim.SGD(np.float32(0.1), momentum=np.float32(0.9), nesterov=np.True_),
+    lambda: optim.Adagrad(np.float64(0.1), eps=np.float32(1e-9)),
+    lambda: optim.RMSprop(0.01, alpha=np.float32(0.9), eps=np.float32(1e-7)),
+    lambda: optim.Adam(optim.Cosine(np.float32(0.1), np.int64(10), np.float32(0.01)),
+                       betas=np.array([0.8, 0.99], dtype=np.float32), eps=np.float32(1e-6)),
+    lambda: optim.Adam(optim.StepDecay(0.1, every=np.int64(3), gamma=np.float32(0.5))),
+])
+def test_config_of_numpy_hyperparameters_is_json(make):
+    opt = make()
+    config = json.loads(json.dumps(opt.config()))
+    assert config == opt.config()
+    assert optim.from_config(type(opt).__name__, config).config() == config
+
+
+@pytest.mark.parametrize("make, argument", [
+    (lambda: optim.SGD(0.1, momentum="0.9"), "momentum"),
+    (lambda: optim.SGD(0.1, momentum=None), "momentum"),
+    (lambda: optim.SGD(0.1, momentum=0.9, nesterov="no"), "nesterov"),
+    (lambda: optim.RMSprop(0.1, alpha=True), "alpha"),
+    (lambda: optim.Cosine(0.1, total=10, min_lr=None), "min_lr"),
+])
+def test_hyperparameters_of_the_wrong_type(make, argument):
+    with pytest.raises(TypeError, match=rf"^{argument}: expected "):
+        make()
+
+
+@pytest.mark.parametrize("betas", [0.9, (0.9,), (0.9, 0.99, 0.999), "ab"])
+def test_adam_betas_must_be_a_pair(betas):
+    with pytest.raises(ValueError, match=r"^betas: expected a pair of numbers in \[0, 1\), "):
+        optim.Adam(betas=betas)
