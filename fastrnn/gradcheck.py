@@ -1,11 +1,13 @@
 """Finite-difference checks of the analytic gradients."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _checks
 from .kernels import loss_and_grad
-from .params import Params
+from .params import Grads, Params
 
 
 def _loss(params, x, y, h0, loss, reduction, backend):
@@ -13,27 +15,45 @@ def _loss(params, x, y, h0, loss, reduction, backend):
                          backend=backend)[0]
 
 
+def _check_eps(eps) -> float:
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.number)):
+        raise TypeError(f"eps: expected a positive finite step, got {eps!r}")
+    if not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps: expected a positive finite step, got {eps!r}")
+    return float(eps)
+
+
 def numeric_gradient(f, theta: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     """dL/dtheta by the fourth-order central difference, perturbing theta in place.
 
     (-f(+2e) + 8 f(+e) - 8 f(-e) + f(-2e)) / (12 e) has truncation error O(e^4), so a
-    fairly large step keeps the rounding error of the loss small as well.
+    fairly large step keeps the rounding error of the loss small as well. ``theta`` is a
+    writable float64 array of any layout (a float32 entry would round the steps), which
+    ``f`` reads.
     """
-    grad = np.empty_like(theta)
-    flat, out = theta.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
+    if not isinstance(theta, np.ndarray) or theta.dtype != np.float64:
+        raise TypeError(f"theta: expected a float64 array, got {_checks.describe(theta)}")
+    if not theta.flags.writeable:
+        raise ValueError("theta: expected a writable array (it is perturbed in place), got a "
+                         "read-only one")
+    eps = _check_eps(eps)
+    grad = np.empty(theta.shape)
+    for i in np.ndindex(theta.shape):
+        saved = theta[i]
         values = []
         for k in (2, 1, -1, -2):
-            flat[i] = saved + k * eps
+            theta[i] = saved + k * eps
             values.append(f())
-        flat[i] = saved
-        out[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * eps)
+        theta[i] = saved
+        grad[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * eps)
     return grad
 
 
 def relative_error(numeric: np.ndarray, analytic: np.ndarray) -> float:
-    """max |numeric - analytic| / max(|numeric|, |analytic|) over a tensor; 0 if both are 0."""
+    """max |numeric - analytic| / max(|numeric|, |analytic|) over a tensor; 0 if both are 0,
+    inf if either has a NaN or an infinite entry (so that it fails any tolerance)."""
+    if not (np.isfinite(numeric).all() and np.isfinite(analytic).all()):
+        return math.inf
     scale = max(np.abs(numeric).max(), np.abs(analytic).max())
     return float(np.abs(numeric - analytic).max() / scale) if scale > 0 else 0.0
 
@@ -47,6 +67,22 @@ def _float64_state(h0):
     except (TypeError, ValueError):
         raise TypeError(f"h0: expected a state of floats, got {_checks.describe(h0)}") \
             from None
+
+
+def _check_grads(grads, given: Params, B: int) -> Grads:
+    """A Grads of the params' cell and layout, in either dtype, for batches of B."""
+    if not isinstance(grads, Grads) or grads.cell != given.cell \
+            or grads.layout != given.layout:
+        got = repr(grads) if isinstance(grads, Params) else _checks.describe(grads)
+        raise TypeError(f"grads: expected fastrnn.Grads of the params' layout ({given!r}, "
+                        f"float32 or float64), got {got}")
+    shape = given.state_shape(B)
+    for name in ("h0", "c0") if given.has_cell_state else ("h0",):
+        part = getattr(grads, name)
+        if part is None or part.shape != shape:
+            raise ValueError(f"grads: expected grads.{name} of shape {shape}, got "
+                             f"{None if part is None else part.shape}")
+    return grads
 
 
 def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction="sum",
@@ -63,16 +99,19 @@ def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction=
     of a tensor is its largest absolute difference divided by its largest entry in magnitude,
     max_i |numeric_i - analytic_i| / max_i max(|numeric_i|, |analytic_i|), so that tiny
     entries of an otherwise large gradient do not dominate. A tensor whose gradient is
-    exactly zero both ways has error 0.
+    exactly zero both ways has error 0, and one with a NaN or an infinite entry has error inf.
     """
-    params = _checks.check_params(params).astype(np.float64)
+    given = _checks.check_params(params)
+    eps = _check_eps(eps)
+    params = given.astype(np.float64)
     x = np.asarray(x)
     if x.dtype.kind == "f":
         x = x.astype(np.float64)
+    x = _checks.check_x(params, x)
     y = np.asarray(y)
     if y.dtype.kind == "f":
         y = y.astype(np.float64)
-    B = x.shape[1] if x.ndim >= 2 else 0
+    B = x.shape[1]
     shape = params.state_shape(B)
     names = ("h0", "c0") if params.has_cell_state else ("h0",)
     if h0 is None:
@@ -84,6 +123,8 @@ def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction=
     if grads is None:
         grads = loss_and_grad(params, x, y, h0, loss=loss, reduction=reduction,
                               backend=backend)[1]
+    else:
+        grads = _check_grads(grads, given, B)
     analytic = {name: np.array(view, dtype=np.float64) for name, view in grads.items()}
     for name in names:
         analytic[name] = np.array(getattr(grads, name), dtype=np.float64)

@@ -4,6 +4,7 @@ import pytest
 
 import fastrnn
 from fastrnn import reference
+from fastrnn.gradcheck import numeric_gradient, relative_error
 
 from conftest import make_problem
 
@@ -79,3 +80,88 @@ def test_sgd_step_is_the_reference_update_and_descends(dtype):
     fastrnn.sgd_step(params, grads, 0.05)
     np.testing.assert_array_equal(params.data, expected)
     assert fastrnn.loss_and_grad(params, x, y, h0)[0] < L0
+
+
+@pytest.mark.parametrize("numeric, analytic", [
+    ([1.0, 0.0], [1.0, np.nan]),
+    ([0.0, 0.0], [np.nan, np.nan]),
+    ([np.nan, 0.0], [1.0, 1.0]),
+    ([1.0, 2.0], [1.0, np.inf]),
+])
+def test_relative_error_of_a_non_finite_gradient_is_infinite(numeric, analytic):
+    """inf, not nan or 0: max() over a dict of errors would step over a nan."""
+    assert relative_error(np.array(numeric), np.array(analytic)) == np.inf
+
+
+def test_gradcheck_fails_a_nan_gradient():
+    params, x, y, h0 = make_problem(T=4, B=2)
+    grads = fastrnn.loss_and_grad(params, x, y, h0)[1]
+    wrong = fastrnn.Grads(params, 2, data=grads.data.copy(), h0=grads.h0.copy())
+    wrong.W[1, 2] = np.nan
+    errors = fastrnn.gradcheck(params, x, y, h0, grads=wrong)
+    assert errors["W"] == np.inf and max(errors.values()) == np.inf
+
+
+def test_numeric_gradient_of_a_non_contiguous_array():
+    theta = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    strided = np.arange(12.0).reshape(3, 4)[:, :2]
+    for a in (theta, strided):
+        np.testing.assert_allclose(numeric_gradient(lambda: float((a ** 2).sum()), a), 2 * a,
+                                   rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("theta, exc, message", [
+    (np.arange(3), TypeError, "theta: expected a float64 array, got int64"),
+    (np.ones(3, dtype=np.float32), TypeError, "theta: expected a float64 array, got float32"),
+    ([1.0, 2.0], TypeError, "theta: expected a float64 array, got list"),
+    (np.broadcast_to(np.ones(1), (3,)), ValueError,
+     "theta: expected a writable array (it is perturbed in place), got a read-only one"),
+])
+def test_numeric_gradient_rejects_what_it_cannot_perturb(theta, exc, message):
+    with pytest.raises(exc) as info:
+        numeric_gradient(lambda: 0.0, theta)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize("eps, exc, message", [
+    (0, ValueError, "eps: expected a positive finite step, got 0"),
+    (-1e-4, ValueError, "eps: expected a positive finite step, got -0.0001"),
+    (float("nan"), ValueError, "eps: expected a positive finite step, got nan"),
+    ("1e-4", TypeError, "eps: expected a positive finite step, got '1e-4'"),
+    (True, TypeError, "eps: expected a positive finite step, got True"),
+])
+def test_gradcheck_checks_eps(eps, exc, message):
+    params, x, y, h0 = make_problem(T=2, B=1)
+    with pytest.raises(exc) as info:
+        fastrnn.gradcheck(params, x, y, h0, eps=eps)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_gradcheck_checks_grads():
+    params, x, y, h0 = make_problem(T=3, B=3)
+    grads = fastrnn.loss_and_grad(params, x, y, h0)[1]
+    one_row = fastrnn.Grads(params, 1, data=grads.data.copy(), h0=grads.h0[:1].copy())
+    sigmoid = fastrnn.Grads(fastrnn.init_params(5, 4, 3, cell="sigmoid"), 3)
+    wider = fastrnn.Grads(fastrnn.init_params(5, 6, 3), 3)
+    cases = [(one_row, ValueError, "grads: expected grads.h0 of shape (3, 4), got (1, 4)"),
+             (sigmoid, TypeError, "grads: expected fastrnn.Grads of the params' layout"),
+             (wider, TypeError, "grads: expected fastrnn.Grads of the params' layout"),
+             (params, TypeError, "grads: expected fastrnn.Grads of the params' layout"),
+             (grads.data, TypeError, "grads: expected fastrnn.Grads of the params' layout")]
+    for wrong, exc, message in cases:
+        with pytest.raises(exc) as info:
+            fastrnn.gradcheck(params, x, y, h0, grads=wrong)
+        assert str(info.value).startswith(message), str(info.value)
+
+
+def test_gradcheck_accepts_float32_grads():
+    params, x, y, h0 = make_problem(T=3, B=2, dtype=np.float32)
+    grads = fastrnn.loss_and_grad(params, x, y, h0, backend="numba")[1]
+    errors = fastrnn.gradcheck(params, x, y, h0, grads=grads)
+    assert max(errors.values()) <= 1e-5, errors
+
+
+def test_gradcheck_checks_x_before_h0():
+    params, _, y, h0 = make_problem(T=2, B=1)
+    with pytest.raises(ValueError, match=r"^x: expected shape \(T, B, 5\)"):
+        fastrnn.gradcheck(params, np.ones(2), y, h0)
