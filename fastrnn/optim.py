@@ -249,9 +249,11 @@ class Optimizer:
                             f"({params!r}), got {grads!r}")
         if len(self.state) < len(self.buffers):
             self.state = {name: np.zeros_like(params.data) for name in self.buffers}
-        elif self.state and self.state_size != params.data.size:
+        elif self.state and (self.state_size, self._state_dtype) != (params.data.size,
+                                                                     params.dtype):
             raise ValueError(f"params: this optimiser holds state for {self.state_size} "
-                             f"parameters, got {params.data.size}")
+                             f"{self._state_dtype} parameters, got {params.data.size} "
+                             f"{params.dtype} ones")
         lr = params.dtype.type(self.lr)
         self._update(params.data, grads.data, lr)
         self.steps += 1
@@ -260,17 +262,39 @@ class Optimizer:
     def state_size(self) -> int:
         return next(iter(self.state.values())).size if self.state else 0
 
+    @property
+    def _state_dtype(self) -> np.dtype:
+        return next(iter(self.state.values())).dtype
+
     def state_dict(self) -> dict:
         return dict(name=type(self).__name__, steps=self.steps,
                     **{f"state_{k}": v for k, v in self.state.items()})
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from what ``state_dict()`` returned (also after np.savez and np.load):
+        the step count and this optimiser's buffers, flat float arrays of one size and
+        dtype, which only an optimiser that never stepped may lack."""
         if state.get("name") != type(self).__name__:
             raise ValueError(f"state: expected the state of a {type(self).__name__}, got "
                              f"that of {state.get('name')!r}")
-        self.steps = int(state["steps"])
-        self.state = {k[len("state_"):]: np.array(v) for k, v in state.items()
-                      if k.startswith("state_")}
+        steps = state.get("steps")
+        if np.ndim(steps) != 0 or not np.issubdtype(np.asarray(steps).dtype, np.integer) \
+                or steps < 0:
+            raise ValueError(f"state: expected a step count >= 0 under 'steps', got "
+                             f"{steps!r}")
+        buffers = {k[len("state_"):]: np.array(v) for k, v in state.items()
+                   if k.startswith("state_")}
+        if set(buffers) != set(self.buffers) and (buffers or steps):
+            raise ValueError(f"state: expected the buffers {self.buffers} after {int(steps)} "
+                             f"steps, got {tuple(buffers)}")
+        first = next(iter(buffers.values()), None)
+        if any(a.ndim != 1 or a.dtype.kind != "f" or (a.shape, a.dtype) != (first.shape,
+                                                                           first.dtype)
+               for a in buffers.values()):
+            raise ValueError("state: expected flat float arrays of one size and dtype, got "
+                             + ", ".join(f"{name} {a.dtype} {a.shape}"
+                                         for name, a in buffers.items()))
+        self.steps, self.state = int(steps), buffers
 
     def _update(self, p, g, lr):
         raise NotImplementedError

@@ -230,3 +230,62 @@ def test_hyperparameters_of_the_wrong_type(make, argument):
 def test_adam_betas_must_be_a_pair(betas):
     with pytest.raises(ValueError, match=r"^betas: expected a pair of numbers in \[0, 1\), "):
         optim.Adam(betas=betas)
+
+
+def _adam_state_after_one_step():
+    adam = optim.Adam()
+    adam.step(_flat_params(), _flat_params().zeros_like())
+    return adam.state_dict()
+
+
+@pytest.mark.parametrize("change", [
+    lambda s: s.pop("state_exp_avg_sq"),
+    lambda s: s.update(state_exp_avg=s["state_exp_avg"].reshape(1, P)),
+    lambda s: s.update(state_exp_avg=s["state_exp_avg"][:-1]),
+    lambda s: s.update(state_exp_avg=s["state_exp_avg"].astype(np.int64)),
+    lambda s: s.update(state_velocity=np.zeros(P)),
+    lambda s: [s.pop("state_exp_avg"), s.pop("state_exp_avg_sq")],
+    lambda s: s.pop("steps"),
+    lambda s: s.update(steps=-1),
+    lambda s: s.update(steps=1.5),
+], ids=["missing", "2d", "sizes", "int", "extra", "none-after-steps", "no-steps",
+        "negative-steps", "float-steps"])
+def test_load_state_dict_refuses_bad_state(change):
+    state = _adam_state_after_one_step()
+    change(state)
+    with pytest.raises(ValueError, match=r"^state: expected "):
+        optim.Adam().load_state_dict(state)
+
+
+def test_state_dict_survives_npz(tmp_path):
+    grads = gradients(6)
+    expected = run_fastrnn(optim.Adam(0.01), grads)
+    first, params = optim.Adam(0.01), _flat_params()
+    for g in grads[:3]:
+        gp = params.zeros_like()
+        gp.data[...] = g
+        first.step(params, gp)
+    np.savez(tmp_path / "adam.npz", **first.state_dict())
+    second = optim.Adam(0.01)
+    with np.load(tmp_path / "adam.npz") as saved:
+        second.load_state_dict(dict(saved))
+    for g in grads[3:]:
+        gp = params.zeros_like()
+        gp.data[...] = g
+        second.step(params, gp)
+    np.testing.assert_array_equal(params.data, expected)
+
+
+def test_optimizer_refuses_params_of_another_dtype_than_its_state():
+    adam = optim.Adam()
+    adam.step(_flat_params(), _flat_params().zeros_like())
+    params32 = _flat_params().astype(np.float32)
+    with pytest.raises(ValueError, match=r"^params: this optimiser holds state for 37 "
+                                         r"float64 parameters, got 37 float32 ones"):
+        adam.step(params32, params32.zeros_like())
+    loaded = optim.Adam()
+    loaded.load_state_dict({k: v.astype(np.float32) if isinstance(v, np.ndarray) else v
+                            for k, v in _adam_state_after_one_step().items()})
+    with pytest.raises(ValueError, match=r"^params: this optimiser holds state for 37 "
+                                         r"float32 parameters, got 37 float64 ones"):
+        loaded.step(_flat_params(), _flat_params().zeros_like())
