@@ -120,10 +120,14 @@ class Params:
     layers : tuple of Layer
         One (U, W, b, b_hh) per layer and direction, in PyTorch's state order: index
         k * dirs + d for layer k and direction d (0 forward, 1 reverse).
+
+    ``data``, when given, becomes the buffer (not a copy), and ``dtype`` defaults to its
+    dtype; otherwise the buffer is zeros of ``dtype``, float64 by default. A copy, a
+    deepcopy or an unpickled Params has its views in its own buffer.
     """
 
     def __init__(self, input_size, hidden_size, output_size, *, cell="tanh", num_layers=1,
-                 bidirectional=False, dtype=np.float64, data=None):
+                 bidirectional=False, dtype=None, data=None):
         self.cell = check_cell(cell)
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
@@ -140,18 +144,38 @@ class Params:
                 raise TypeError(f"data: expected a NumPy array of shape ({size},), got "
                                 f"{type(data).__name__}")
             check_dtype(data.dtype, "data.dtype")
-            if data.shape != (size,) or not data.flags.c_contiguous:
+            if dtype is not None and check_dtype(dtype) != data.dtype:
+                raise TypeError(f"data: expected dtype {check_dtype(dtype).name} (the dtype "
+                                f"argument), got {data.dtype.name}")
+            if data.shape != (size,):
                 raise ValueError(
                     f"data: expected a contiguous array of shape ({size},), got shape {data.shape}")
+            if not data.flags.c_contiguous:
+                raise ValueError(f"data: expected a contiguous array of shape ({size},), got a "
+                                 f"non-contiguous one (strides {data.strides})")
         self.data = data
+        self._bind_views()
+
+    def _bind_views(self) -> None:
+        """Set the named views into ``data`` and ``layers``."""
         offset = 0
         for name, shape in self.layout:
             n = math.prod(shape)
-            setattr(self, name, data[offset:offset + n].reshape(shape))
+            setattr(self, name, self.data[offset:offset + n].reshape(shape))
             offset += n
         self.layers = tuple(
             Layer(*(getattr(self, name + suffix(k, d), None) for name in ("U", "W", "b", "b_hh")))
             for k in range(self.num_layers) for d in range(self.num_directions))
+
+    def __getstate__(self) -> dict:
+        """Pickling and deepcopy keep ``data`` and rebuild the views from it: views copied
+        one by one would no longer share the buffer."""
+        views = set(self.names) | {"layers"}
+        return {key: value for key, value in self.__dict__.items() if key not in views}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind_views()
 
     @property
     def dtype(self) -> np.dtype:

@@ -1,4 +1,7 @@
 """Params and Workspace: one buffer, named views, reproducible initialisation."""
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -42,3 +45,48 @@ def test_workspace_is_cached_per_params_and_size():
     assert fastrnn.get_workspace(p, 5, 2) is fastrnn.get_workspace(p, 5, 2)
     assert fastrnn.get_workspace(p, 5, 2) is not fastrnn.get_workspace(p, 6, 2)
     assert fastrnn.get_workspace(p, 5, 2) is not fastrnn.get_workspace(p.copy(), 5, 2)
+
+
+@pytest.mark.parametrize("duplicate", [copy.deepcopy, lambda p: pickle.loads(pickle.dumps(p))],
+                         ids=["deepcopy", "pickle"])
+@pytest.mark.parametrize("cell, num_layers, bidirectional", [("tanh", 1, False),
+                                                             ("lstm", 2, True)])
+def test_a_duplicate_keeps_its_views_in_its_own_buffer(duplicate, cell, num_layers,
+                                                       bidirectional):
+    p = fastrnn.init_params(3, 4, 2, cell=cell, num_layers=num_layers,
+                            bidirectional=bidirectional, dtype=np.float32, seed=0)
+    q = duplicate(p)
+    assert q.config() == p.config() and q.dtype == np.float32
+    np.testing.assert_array_equal(q.data, p.data)
+    assert not np.shares_memory(q.data, p.data)
+    for name, view in q.items():
+        assert np.shares_memory(view, q.data), name
+    assert q.layers[-1].W is getattr(q, "W" + ("_l1_reverse" if bidirectional else ""))
+    q.data[:] = 0
+    assert not q.W.any() and p.W.any()
+
+
+def test_a_duplicate_of_grads_keeps_its_state_gradients():
+    p = fastrnn.init_params(3, 4, 2, cell="lstm", seed=0)
+    g = fastrnn.Grads(p, 5)
+    g.h0[...] = 1.0
+    q = pickle.loads(pickle.dumps(g))
+    assert isinstance(q, fastrnn.Grads) and q.h0.shape == (5, 4) and q.h0.all()
+    assert q.c0.shape == (5, 4) and np.shares_memory(q.W, q.data)
+
+
+def test_data_of_another_dtype_than_dtype_is_refused():
+    size = fastrnn.Params(3, 4, 2).data.size
+    with pytest.raises(TypeError, match=r"^data: expected dtype float32 \(the dtype "
+                                        r"argument\), got float64"):
+        fastrnn.Params(3, 4, 2, dtype=np.float32, data=np.zeros(size))
+    assert fastrnn.Params(3, 4, 2, data=np.zeros(size, np.float32)).dtype == np.float32
+    assert fastrnn.Params(3, 4, 2, dtype="float32",
+                          data=np.zeros(size, np.float32)).dtype == np.float32
+
+
+def test_non_contiguous_data_is_refused_as_such():
+    size = fastrnn.Params(3, 4, 2).data.size
+    with pytest.raises(ValueError, match=rf"^data: expected a contiguous array of shape "
+                                         rf"\({size},\), got a non-contiguous one"):
+        fastrnn.Params(3, 4, 2, data=np.zeros(2 * size)[::2])
