@@ -289,3 +289,38 @@ def test_optimizer_refuses_params_of_another_dtype_than_its_state():
     with pytest.raises(ValueError, match=r"^params: this optimiser holds state for 37 "
                                          r"float32 parameters, got 37 float64 ones"):
         loaded.step(_flat_params(), _flat_params().zeros_like())
+
+
+@pytest.mark.parametrize("make, make_torch", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_float32_optimizer_matches_torch(make, make_torch):
+    grads = gradients(20)
+    params = _flat_params().astype(np.float32)
+    opt = make()
+    for g in grads:
+        gp = params.zeros_like()
+        gp.data[...] = g
+        opt.step(params, gp)
+    theta = torch.nn.Parameter(torch.tensor(np.linspace(-1, 1, P), dtype=torch.float32))
+    opt_torch = make_torch([theta])
+    for g in grads:
+        theta.grad = torch.tensor(g, dtype=torch.float32)
+        opt_torch.step()
+    expected = theta.detach().numpy()
+    assert params.data.dtype == np.float32
+    np.testing.assert_allclose(params.data, expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("schedule, make_torch, steps", [
+    (optim.StepDecay(1.0, every=10, gamma=0.5),
+     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=10, gamma=0.5), 50),
+    (optim.Cosine(1.0, total=100, min_lr=0.1),
+     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=100, eta_min=0.1), 101),
+])
+def test_schedules_match_torch(schedule, make_torch, steps):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_torch(opt)
+    for t in range(steps):
+        assert schedule(t) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
+        opt.step()
+        scheduler.step()
