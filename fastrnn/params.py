@@ -255,9 +255,16 @@ def _state_buffer(params: Params, batch_size: int, given, argument: str):
     shape = params.state_shape(batch_size)
     if given is None:
         return np.zeros(shape, dtype=params.dtype)
+    if not isinstance(given, np.ndarray):
+        raise TypeError(f"{argument}: expected an array of shape {shape} and dtype "
+                        f"{params.dtype}, got {type(given).__name__}")
     if given.shape != shape or given.dtype != params.dtype:
         raise ValueError(f"{argument}: expected shape {shape} and dtype {params.dtype}, "
                          f"got {given.shape} and {given.dtype}")
+    if not given.flags.c_contiguous or not given.flags.writeable:
+        what = "non-contiguous" if not given.flags.c_contiguous else "read-only"
+        raise ValueError(f"{argument}: expected a writable C-contiguous array, got a {what} "
+                         f"one")
     return given
 
 
@@ -267,11 +274,18 @@ class Grads(Params):
     other cells).
 
     ``h0`` and ``c0`` live outside ``data`` because they are not parameters: optimisers
-    and clipping work on ``data`` only.
+    and clipping work on ``data`` only. The kernels write into all three, so given
+    buffers must be writable (and h0, c0 C-contiguous).
     """
 
     def __init__(self, params: Params, batch_size: int, data=None, h0=None, c0=None):
+        if not isinstance(params, Params):
+            raise TypeError(f"params: expected fastrnn.Params, got {type(params).__name__}")
+        batch_size = _check_size(batch_size, "batch_size")
         super().__init__(**params._shape_config(), dtype=params.dtype, data=data)
+        if not self.data.flags.writeable:
+            raise ValueError("data: expected a writable array (the gradients are written "
+                             "into it), got a read-only one")
         self.h0 = _state_buffer(params, batch_size, h0, "h0")
         self.c0 = _state_buffer(params, batch_size, c0, "c0") if params.has_cell_state \
             else None

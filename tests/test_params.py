@@ -90,3 +90,35 @@ def test_non_contiguous_data_is_refused_as_such():
     with pytest.raises(ValueError, match=rf"^data: expected a contiguous array of shape "
                                          rf"\({size},\), got a non-contiguous one"):
         fastrnn.Params(3, 4, 2, data=np.zeros(2 * size)[::2])
+
+
+def _grads_with(**kwargs):
+    return fastrnn.Grads(fastrnn.init_params(3, 4, 2, seed=0), 2, **kwargs)
+
+
+def _read_only(a):
+    a.setflags(write=False)
+    return a
+
+
+@pytest.mark.parametrize("make, exc, message", [
+    (lambda: _grads_with(h0=np.zeros((4, 2)).T), ValueError,
+     "h0: expected a writable C-contiguous array, got a non-contiguous one"),
+    (lambda: _grads_with(h0=_read_only(np.zeros((2, 4)))), ValueError,
+     "h0: expected a writable C-contiguous array, got a read-only one"),
+    (lambda: _grads_with(data=_read_only(np.zeros(42))), ValueError,
+     "data: expected a writable array (the gradients are written into it), got a "
+     "read-only one"),
+    (lambda: _grads_with(h0=[[0.0] * 4] * 2), TypeError,
+     "h0: expected an array of shape (2, 4) and dtype float64, got list"),
+    (lambda: fastrnn.Grads(fastrnn.init_params(3, 4, 2), 2.5), TypeError,
+     "batch_size: expected a positive int, got 2.5"),
+    (lambda: fastrnn.Grads(fastrnn.init_params(3, 4, 2), 0), ValueError,
+     "batch_size: expected a positive int, got 0"),
+    (lambda: fastrnn.Grads("params", 2), TypeError,
+     "params: expected fastrnn.Params, got str"),
+])
+def test_grads_refuse_buffers_the_kernels_cannot_write(make, exc, message):
+    with pytest.raises(exc) as info:
+        make()
+    assert str(info.value).startswith(message), str(info.value)
