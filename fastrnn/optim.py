@@ -147,6 +147,13 @@ def _positive(value, argument: str) -> float:
     return value
 
 
+def _count(value, argument: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"{argument}: expected a positive int, got {value!r}")
+    return int(value)
+
+
 def _fraction(value, argument: str) -> float:
     value = _real(value, argument, "a number in [0, 1)")
     if not 0.0 <= value < 1.0:
@@ -170,13 +177,14 @@ class Constant:
 
 
 class StepDecay:
-    """lr(step) = lr * gamma ** (step // every): multiply by gamma every ``every`` steps."""
+    """lr(step) = lr * gamma ** (step // every): multiply by gamma (in (0, 1]) every
+    ``every`` steps."""
 
     def __init__(self, lr, every: int, gamma: float = 0.1):
         self.lr = _checks.check_learning_rate(lr)
-        if not isinstance(every, (int, np.integer)) or every < 1:
-            raise ValueError(f"every: expected a positive int, got {every!r}")
-        self.every, self.gamma = int(every), _positive(gamma, "gamma")
+        self.every, self.gamma = _count(every, "every"), _positive(gamma, "gamma")
+        if self.gamma > 1.0:
+            raise ValueError(f"gamma: expected a number in (0, 1], got {gamma!r}")
 
     def config(self) -> dict:
         return dict(kind="StepDecay", lr=self.lr, every=self.every, gamma=self.gamma)
@@ -190,12 +198,11 @@ class Cosine:
 
     def __init__(self, lr, total: int, min_lr: float = 0.0):
         self.lr = _checks.check_learning_rate(lr)
-        if not isinstance(total, (int, np.integer)) or total < 1:
-            raise ValueError(f"total: expected a positive int, got {total!r}")
+        total = _count(total, "total")
         min_lr = _real(min_lr, "min_lr", "a number in [0, lr]")
         if not 0.0 <= min_lr <= self.lr:
             raise ValueError(f"min_lr: expected a number in [0, lr], got {min_lr!r}")
-        self.total, self.min_lr = int(total), min_lr
+        self.total, self.min_lr = total, min_lr
 
     def config(self) -> dict:
         return dict(kind="Cosine", lr=self.lr, total=self.total, min_lr=self.min_lr)
