@@ -39,6 +39,8 @@ class Vocabulary:
 
     def encode(self, text: str) -> np.ndarray:
         """Token ids (len(text),) int64; every character must be in the vocabulary."""
+        if not isinstance(text, str):
+            raise TypeError(f"text: expected str, got {type(text).__name__}")
         try:
             return np.fromiter((self._index[ch] for ch in text), dtype=np.int64,
                                count=len(text))
@@ -47,7 +49,16 @@ class Vocabulary:
                              f"of {len(self)} characters") from None
 
     def decode(self, ids) -> str:
-        return "".join(self.chars[i] for i in np.asarray(ids).ravel())
+        """The text of token ids, integers in [0, len(self)) of any shape."""
+        ids = np.asarray(ids).ravel()
+        if ids.size == 0:
+            return ""
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"ids: expected integer token ids, got {ids.dtype}")
+        bad = ids[(ids < 0) | (ids >= len(self))]
+        if bad.size:
+            raise ValueError(f"ids: expected token ids in [0, {len(self)}), got {bad[0]}")
+        return "".join(self.chars[i] for i in ids)
 
     def __repr__(self):
         return f"Vocabulary({len(self)} characters)"

@@ -58,3 +58,36 @@ def test_series_windows_predict_the_next_values():
 def test_stdlib_corpus_is_deterministic_ascii():
     a = data.stdlib_corpus(50_000)
     assert a == data.stdlib_corpus(50_000) and len(a) == 50_000 and a.isascii()
+
+
+def test_vocabulary_of_unicode_text():
+    vocab = data.Vocabulary.from_text("héllo wörld 🙂\n")
+    assert vocab.decode(vocab.encode("🙂 öh")) == "🙂 öh"
+    with pytest.raises(ValueError, match=r"^text: character 'x' is not in the vocabulary"):
+        vocab.encode("höx")
+
+
+@pytest.mark.parametrize("ids, error, match", [
+    ([-1], ValueError, r"^ids: expected token ids in \[0, 8\), got -1"),
+    ([0, 8], ValueError, r"^ids: expected token ids in \[0, 8\), got 8"),
+    (np.array([1.0, 2.0]), TypeError, r"^ids: expected integer token ids, got float64"),
+    (np.array([True]), TypeError, r"^ids: expected integer token ids, got bool"),
+    ("12", TypeError, r"^ids: expected integer token ids, got <U2"),
+])
+def test_decode_refuses_what_is_not_a_token_id(ids, error, match):
+    vocab = data.Vocabulary.from_text("hello world")
+    with pytest.raises(error, match=match):
+        vocab.decode(ids)
+
+
+def test_decode_of_empty_and_unsigned_ids():
+    vocab = data.Vocabulary.from_text("hello world")
+    assert vocab.decode([]) == "" and vocab.decode(np.zeros(0, dtype=np.int64)) == ""
+    assert vocab.decode(np.array([[3], [7]], dtype=np.uint8)) == "hw"
+
+
+@pytest.mark.parametrize("text", [b"hello", None, ["h", "e"]])
+def test_encode_refuses_what_is_not_str(text):
+    vocab = data.Vocabulary.from_text("hello world")
+    with pytest.raises(TypeError, match=r"^text: expected str, got "):
+        vocab.encode(text)
