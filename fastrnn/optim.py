@@ -177,20 +177,21 @@ class Constant:
 
 
 class StepDecay:
-    """lr(step) = lr * gamma ** (step // every): multiply by gamma (in (0, 1]) every
-    ``every`` steps."""
+    """lr(step) = lr * gamma ** (step // every): multiply by gamma every ``every`` steps
+    (inf once a gamma above one overflows)."""
 
     def __init__(self, lr, every: int, gamma: float = 0.1):
         self.lr = _checks.check_learning_rate(lr)
         self.every, self.gamma = _count(every, "every"), _positive(gamma, "gamma")
-        if self.gamma > 1.0:
-            raise ValueError(f"gamma: expected a number in (0, 1], got {gamma!r}")
 
     def config(self) -> dict:
         return dict(kind="StepDecay", lr=self.lr, every=self.every, gamma=self.gamma)
 
     def __call__(self, step: int) -> float:
-        return self.lr * self.gamma ** (step // self.every)
+        try:
+            return self.lr * self.gamma ** (step // self.every)
+        except OverflowError:
+            return math.inf
 
 
 class Cosine:
