@@ -6,13 +6,17 @@ gradients) or grows (exploding gradients); ||kappa_t|| shows which.
 """
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import numpy as np
 
 from . import _checks, backends
-from .kernels import _run_backward, _run_forward, get_workspace
+from .kernels import _run_backward, _run_forward
+from .model import RNN
 from .params import Params
+from .workspace import Workspace
 
 
 def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
@@ -22,8 +26,13 @@ def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     ``model`` is an ``RNN`` (its loss is used, summed over the window) or a ``Params``
     of a cross-entropy model. With ``last_step_only``, L is the loss of the last step
     alone, so that ||dL_T/ds_t|| shows how much of it reaches each earlier step: the
-    vanishing (or exploding) picture in its plainest form.
+    vanishing (or exploding) picture in its plainest form. The computation runs in a
+    workspace of its own, so the gradients and state that ``loss_and_grad`` returned
+    last stay as they were.
     """
+    if not isinstance(model, (RNN, Params)):
+        raise TypeError(f"model: expected fastrnn.RNN or fastrnn.Params, got "
+                        f"{type(model).__name__}")
     params = model if isinstance(model, Params) else model.params
     loss = "cross_entropy" if isinstance(model, Params) else model.loss
     backend = "auto" if isinstance(model, Params) else model.backend
@@ -33,7 +42,7 @@ def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     T, B = x.shape[:2]
     y = _checks.check_y(params, y, loss, T, B)
     h0 = _checks.check_state(params, h0, B)
-    ws = get_workspace(params, T, B)
+    ws = Workspace(params, T, B)
     _run_forward(kernels, params, x, h0, ws)
     kernels.loss(loss, "sum", y, ws)
     if last_step_only:
@@ -49,14 +58,36 @@ def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     return np.sqrt(squares)
 
 
-def _pyplot():
+def _figure():
+    """A Figure of its own, outside pyplot: the caller's backend and figures stay as
+    they are."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError("plotting needs matplotlib: pip install 'fastrnn[plot]'") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    fig = Figure(figsize=(6, 3.5))
+    return fig, fig.subplots()
+
+
+def _save(fig, path, argument: str) -> Path:
+    """Write ``fig`` in the format of ``path``'s suffix (PNG without one) through a
+    temporary file beside it and os.replace: a failed write leaves any previous file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{argument}: cannot write {path}: it is a folder")
+    if not path.parent.is_dir():
+        raise ValueError(f"{argument}: cannot write {path}: no such folder {path.parent}")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    f = open(tmp, "xb")                 # a new file's permissions, unlike mkstemp's 0600
+    try:
+        with f:
+            fig.savefig(f, format=path.suffix[1:].lower() or "png", dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def plot_gradient_norms(norms: dict, path) -> Path:
@@ -64,32 +95,24 @@ def plot_gradient_norms(norms: dict, path) -> Path:
 
     ``norms`` maps a label to a (T,) array, as ``gradient_norms`` returns.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _figure()
     for label, values in norms.items():
         ax.semilogy(np.arange(1, len(values) + 1), values, marker=".", label=label)
     ax.set_xlabel("time step t")
     ax.set_ylabel("gradient norm")
     ax.set_title("gradient reaching each time step (BPTT)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, "path")
 
 
 def plot_training(model, losses, x, y, stem) -> list[Path]:
     """Write ``stem-loss.png`` (training loss per step) and ``stem-gradnorms.png``."""
-    plt = _pyplot()
     stem = Path(stem)
-    loss_path = stem.with_name(stem.name + "-loss.png")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _figure()
     ax.plot(np.arange(1, len(losses) + 1), losses, lw=0.6)
     ax.set_xlabel("step")
     ax.set_ylabel(f"{model.loss} (mean per step)")
-    fig.tight_layout()
-    fig.savefig(loss_path, dpi=120)
-    plt.close(fig)
+    loss_path = _save(fig, stem.with_name(stem.name + "-loss.png"), "stem")
     norms = {"||dL/ds_t||, loss of every step": gradient_norms(model, x, y),
              "||dL_T/ds_t||, loss of the last step": gradient_norms(model, x, y,
                                                                    last_step_only=True)}

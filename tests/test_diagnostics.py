@@ -1,7 +1,12 @@
 """||kappa_t|| from the diagnostics module against the reference BPTT."""
+import io
+import os
+import stat
+
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn import available_backends, diagnostics, reference
 from fastrnn.model import RNN
 
@@ -42,3 +47,76 @@ def test_gradient_norms_of_a_stack_agree_across_backends(bidirectional):
     for value in norms.values():
         assert value.shape == (12,) and np.all(value > 0)
         np.testing.assert_allclose(value, norms["reference"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "lstm"])
+def test_gradient_norms_leave_the_last_gradients_alone(cell, backend):
+    """loss_and_grad's results are views into a cached workspace; the diagnostics must not
+    overwrite them between loss_and_grad and the optimiser's step."""
+    params = fastrnn.init_params(5, 4, 5, cell=cell, seed=0)
+    x, y = np.random.default_rng(0).integers(0, 5, size=(2, 6, 3))
+    _, grads, state = fastrnn.loss_and_grad(params, x, y, backend=backend)
+    before = grads.data.copy(), grads.h0.copy()
+    x2, y2 = np.random.default_rng(1).integers(0, 5, size=(2, 6, 3))
+    diagnostics.gradient_norms(params, x2, y2, last_step_only=True)
+    np.testing.assert_array_equal(grads.data, before[0])
+    np.testing.assert_array_equal(grads.h0, before[1])
+
+
+def test_gradient_norms_name_a_model_of_the_wrong_type():
+    with pytest.raises(TypeError, match=r"^model: expected fastrnn.RNN or fastrnn.Params, "
+                                        r"got str"):
+        diagnostics.gradient_norms("model", np.zeros((2, 1), int), np.zeros((2, 1), int))
+
+
+def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    previous = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        diagnostics.plot_gradient_norms({"a": np.array([1.0, 0.1])}, tmp_path / "g.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(previous)
+
+
+def test_a_failed_plot_leaves_the_previous_file(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    path = diagnostics.plot_gradient_norms({"a": np.array([1.0, 0.1])}, tmp_path / "g.png")
+    good = path.read_bytes()
+    print_png = FigureCanvasAgg.print_png
+
+    def fail_midway(self, target, **kwargs):
+        if isinstance(target, io.BytesIO):           # matplotlib's own trial rendering
+            return print_png(self, target)
+        if hasattr(target, "write"):
+            target.write(good[:10])
+        else:
+            with open(target, "wb") as f:
+                f.write(good[:10])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(FigureCanvasAgg, "print_png", fail_midway)
+    with pytest.raises(OSError, match="No space left"):
+        diagnostics.plot_gradient_norms({"b": np.array([1.0, 0.5])}, path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["g.png"]
+
+
+def test_plotting_into_a_folder_is_refused(tmp_path):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ValueError, match=r"^path: cannot write .*: it is a folder"):
+        diagnostics.plot_gradient_norms({"a": np.array([1.0, 0.1])}, tmp_path)
+    with pytest.raises(ValueError, match=r"^path: cannot write .*: no such folder"):
+        diagnostics.plot_gradient_norms({"a": np.array([1.0, 0.1])}, tmp_path / "no" / "g.png")
+
+
+def test_a_plot_gets_the_permissions_of_a_new_file(tmp_path):
+    pytest.importorskip("matplotlib")
+    umask = os.umask(0o022)
+    try:
+        path = diagnostics.plot_gradient_norms({"a": np.array([1.0, 0.1])}, tmp_path / "g.png")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
