@@ -79,7 +79,7 @@ def check_text(text, argument: str = "text") -> str:
 
 
 def read_text(path) -> str:
-    """The UTF-8 text of a file, checked to be text."""
+    """The UTF-8 text of a file, checked to be text, without a leading byte order mark."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"text: no such file: {path}")
@@ -87,7 +87,7 @@ def read_text(path) -> str:
     if b"\x00" in data[:65536]:
         raise ValueError(f"text: {path} looks binary (it contains NUL bytes)")
     try:
-        return check_text(data.decode("utf-8"), f"text: {path}")
+        return check_text(data.decode("utf-8").removeprefix("\ufeff"), f"text: {path}")
     except UnicodeDecodeError as exc:
         raise ValueError(f"text: {path} is not UTF-8 text ({exc.reason} at byte "
                          f"{exc.start})") from None
@@ -97,6 +97,7 @@ def stdlib_corpus(max_chars: int = 2_000_000) -> str:
     """Python source from the running interpreter's standard library: a corpus that needs
     no download. Files are taken in sorted order until ``max_chars`` are gathered,
     non-ASCII characters dropped, so the result is the same on every run."""
+    max_chars = _count(max_chars, "max_chars")
     root = Path(sysconfig.get_paths()["stdlib"])
     parts, total = [], 0
     for path in sorted(root.glob("*.py")):
@@ -120,8 +121,9 @@ def streams(sequence: np.ndarray, batch_size: int) -> np.ndarray:
     N = L // B; the last L - N B items are dropped.
     """
     sequence = np.asarray(sequence)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if sequence.ndim == 0:
+        raise ValueError(f"sequence: expected an array (L, ...), got shape {sequence.shape}")
+    batch_size = _count(batch_size, "batch_size")
     n = len(sequence) // batch_size
     if n < 2:
         raise ValueError(f"batch_size: {batch_size} streams of a sequence of "
@@ -133,9 +135,18 @@ def streams(sequence: np.ndarray, batch_size: int) -> np.ndarray:
 def lm_windows(ids: np.ndarray, window: int):
     """(x, y) windows of a language model over streams ids (N, B): y is x shifted by one.
 
-    Yields x, y of shape (T, B), T = window, except a shorter last window.
+    Yields x, y of shape (T, B), T = window, except a shorter last window. The arguments
+    are checked by the call, before the first window.
     """
     window = check_window(window)
+    ids = np.asarray(ids)
+    if ids.ndim == 0 or ids.shape[0] < 2:
+        raise ValueError(f"ids: expected streams (N, B) of at least 2 steps, got shape "
+                         f"{ids.shape}")
+    return _lm_windows(ids, window)
+
+
+def _lm_windows(ids: np.ndarray, window: int):
     N = ids.shape[0]
     for start in range(0, N - 1, window):
         stop = min(start + window, N - 1)
@@ -152,8 +163,10 @@ def series_windows(values: np.ndarray, horizon: int = 1):
     values = np.asarray(values)
     if values.ndim == 2:
         values = values[..., None]
-    if not isinstance(horizon, (int, np.integer)) or horizon < 1:
-        raise ValueError(f"horizon: expected a positive int, got {horizon!r}")
+    if values.ndim != 3 or values.shape[2] < 1:
+        raise ValueError(f"values: expected streams (N, B) or (N, B, D) with D >= 1, got "
+                         f"shape {values.shape}")
+    horizon = _count(horizon, "horizon")
     M = values.shape[0] - horizon
     if M < 1:
         raise ValueError(f"horizon: {horizon} leaves no step of a series of "
@@ -163,7 +176,11 @@ def series_windows(values: np.ndarray, horizon: int = 1):
 
 
 def check_window(window) -> int:
-    if isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, np.integer)) \
-            or window < 1:
-        raise ValueError(f"window: expected a positive int, got {window!r}")
-    return int(window)
+    return _count(window, "window")
+
+
+def _count(value, argument: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"{argument}: expected a positive int, got {value!r}")
+    return int(value)

@@ -91,3 +91,55 @@ def test_encode_refuses_what_is_not_str(text):
     vocab = data.Vocabulary.from_text("hello world")
     with pytest.raises(TypeError, match=r"^text: expected str, got "):
         vocab.encode(text)
+
+
+@pytest.mark.parametrize("max_chars", [0, -5, 1e4, True])
+def test_stdlib_corpus_refuses_a_bad_size(max_chars):
+    with pytest.raises(ValueError, match=r"^max_chars: expected a positive int, got "):
+        data.stdlib_corpus(max_chars)
+
+
+@pytest.mark.parametrize("sequence", [np.float64(3.0), "hello world"])
+def test_streams_refuse_a_sequence_without_a_time_axis(sequence):
+    with pytest.raises(ValueError, match=r"^sequence: expected an array \(L, \.\.\.\), got "
+                                         r"shape \(\)"):
+        data.streams(sequence, 2)
+
+
+@pytest.mark.parametrize("batch_size", [True, 0, 2.0])
+def test_streams_refuse_a_bad_batch_size(batch_size):
+    with pytest.raises(ValueError, match=r"^batch_size: expected a positive int, got "):
+        data.streams(np.arange(10), batch_size)
+
+
+def test_lm_windows_check_their_arguments_when_called():
+    ids = data.streams(np.arange(40), 2)
+    with pytest.raises(ValueError, match=r"^window: expected a positive int, got 0"):
+        data.lm_windows(ids, 0)
+    with pytest.raises(ValueError, match=r"^ids: expected streams \(N, B\) of at least 2 "
+                                         r"steps, got shape \(1, 2\)"):
+        data.lm_windows(ids[:1], 5)
+    pairs = list(data.lm_windows(ids.tolist(), 19))
+    assert [x.shape for x, _ in pairs] == [(19, 2)]
+
+
+@pytest.mark.parametrize("values", [np.arange(10.0), np.zeros((10, 2, 3, 1)),
+                                    np.zeros((10, 2, 0))])
+def test_series_windows_refuse_values_that_are_not_streams(values):
+    with pytest.raises(ValueError, match=r"^values: expected streams \(N, B\) or \(N, B, D\) "
+                                         r"with D >= 1, got shape "):
+        data.series_windows(values)
+
+
+def test_series_windows_refuse_a_bool_horizon():
+    with pytest.raises(ValueError, match=r"^horizon: expected a positive int, got True"):
+        data.series_windows(np.zeros((10, 2)), True)
+
+
+def test_read_text_drops_a_byte_order_mark(tmp_path):
+    (tmp_path / "bom.txt").write_bytes("\ufeffhello wörld".encode("utf-8"))
+    assert data.read_text(tmp_path / "bom.txt") == "hello wörld"
+    (tmp_path / "bad.txt").write_bytes("\ufeffhello ".encode("utf-8") + b"\xff")
+    with pytest.raises(ValueError, match=r"^text: .* is not UTF-8 text \(invalid start byte "
+                                         r"at byte 9\)"):
+        data.read_text(tmp_path / "bad.txt")
