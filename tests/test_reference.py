@@ -165,3 +165,17 @@ def test_gradcheck_checks_x_before_h0():
     params, _, y, h0 = make_problem(T=2, B=1)
     with pytest.raises(ValueError, match=r"^x: expected shape \(T, B, 5\)"):
         fastrnn.gradcheck(params, np.ones(2), y, h0)
+
+
+def test_numeric_gradient_of_a_constant_is_exactly_zero():
+    theta = np.ones(3)
+    assert not numeric_gradient(lambda: 1.1518323798586385, theta).any()
+
+
+@pytest.mark.parametrize("cell", ["tanh", "lstm", "gru"])
+def test_gradcheck_of_one_step_from_a_zero_state(cell):
+    """dL/dW is exactly zero when s_0 = 0 and T = 1: the error must be 0, not 1."""
+    params = fastrnn.init_params(1, 2, 1, cell=cell, seed=0)
+    x, y = np.ones((1, 1, 1)), np.ones((1, 1, 1))
+    errors = fastrnn.gradcheck(params, x, y, loss="mse")
+    assert errors["W"] == 0.0 and max(errors.values()) <= 1e-6, errors
