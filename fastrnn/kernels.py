@@ -416,6 +416,8 @@ def sgd_step(params: Params, grads: Params, lr) -> Params:
     Returns ``params``.
     """
     params = _checks.check_params(params)
+    if not params.data.flags.writeable:
+        raise ValueError("params.data: expected a writable array, got a read-only one")
     if not isinstance(grads, Params) or not params.same_layout(grads):
         raise TypeError(f"grads: expected gradients of the params' layout ({params!r}), "
                         f"got {grads!r}")

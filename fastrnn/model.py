@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 import warnings
 import zipfile
 from pathlib import Path
@@ -246,7 +246,7 @@ class RNN:
         except FloatingPointError as exc:
             return self._nonfinite(on_nonfinite, f"loss: {exc}")
         grad_norm = optim.clip_grad_norm(grads, clip_norm) if clip_norm else \
-            math.sqrt(optim._sum_squares(grads.data))
+            optim._norm(grads.data)
         if not math.isfinite(grad_norm):
             return self._nonfinite(on_nonfinite, f"the gradient norm is {grad_norm}")
         if clip_value:
@@ -418,17 +418,22 @@ def _checkpoint_path(path) -> Path:
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
-    """np.savez to ``path`` through a temporary file, fsync and os.replace."""
+    """np.savez to ``path`` through a temporary file beside it, fsync and os.replace.
+
+    The temporary file is opened as any new file, so that the checkpoint gets the
+    permissions the umask gives (mkstemp's would be 0600).
+    """
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    tmp = folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    f = open(tmp, "xb")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     try:
         dir_fd = os.open(folder, os.O_RDONLY)

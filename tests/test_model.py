@@ -1,6 +1,7 @@
 """The model API: truncated BPTT, training behaviour, resuming, checkpoints, sampling."""
 import functools
 import math
+import os
 import re
 import tracemalloc
 
@@ -101,6 +102,37 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.params.dtype == np.float32 and loaded.optimizer.steps == 5
     np.testing.assert_array_equal(loaded.params.data, model.params.data)
     assert loaded.sample("the", 20, seed=3) == model.sample("the", 20, seed=3)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_a_checkpoint_gets_a_new_files_permissions(tmp_path):
+    """Not the 0600 of a temporary file: the umask decides, as for any new file."""
+    model, _ = trained(1)
+    old = os.umask(0o022)
+    try:
+        path = model.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_fit_measures_a_huge_finite_gradient_as_finite(monkeypatch):
+    """Without clipping, fit's gradient norm is clip_grad_norm's, finite for float64
+    entries above 1e154 whose squares overflow."""
+    model = RNN(3, 4, 2, loss="mse", seed=0)
+    x, y = large_targets()
+    real = fastrnn.model.loss_and_grad
+
+    def huge(*args, **kwargs):
+        loss, grads, h_T = real(*args, **kwargs)
+        grads.data[:] = 0.0
+        grads.data[0] = 1e160
+        return loss, grads, h_T
+
+    monkeypatch.setattr(fastrnn.model, "loss_and_grad", huge)
+    model.configure("sgd", lr=1e-170)
+    model.fit(x, y, window=5, steps=1)
+    assert model.progress["skipped"] == 0 and model.progress["steps"] == 1
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):

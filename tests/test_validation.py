@@ -194,6 +194,16 @@ def test_sgd_step_rejects_other_layout():
         fastrnn.sgd_step(params, fastrnn.init_params(3, 5, 2), 0.1)
 
 
+def test_sgd_step_refuses_read_only_params():
+    """Read-only params serve forward passes; an update in place names them (it was a
+    Numba typing error)."""
+    params = fastrnn.init_params(3, 4, 2, seed=0)
+    grads = fastrnn.init_params(3, 4, 2, seed=1)
+    params.data.flags.writeable = False
+    with pytest.raises(ValueError, match=r"^params.data: expected a writable array"):
+        fastrnn.sgd_step(params, grads, 0.1)
+
+
 def test_backend_override_from_environment(monkeypatch):
     monkeypatch.setenv("FASTRNN_BACKEND", "nope")
     kwargs = problem()
