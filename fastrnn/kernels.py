@@ -240,6 +240,35 @@ def _check_step_out(out, params: Params, B: int):
     return o_out, h_out
 
 
+def _parts(state) -> tuple:
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two C-contiguous arrays of one size start at the same address."""
+    return a is b or (a.nbytes == b.nbytes and a.__array_interface__["data"][0]
+                      == b.__array_interface__["data"][0])
+
+
+def _check_out_apart(o_out, h_out, h) -> None:
+    """The out buffers in separate memory, and each part of h_out either one of the parts
+    of the state h itself (an update in place; the LSTM's h and c may swap) or apart from
+    them: the kernels write a cell's new state while the next cells still read the old."""
+    names = ("o_out", "h_out[0]", "h_out[1]") if isinstance(h_out, tuple) else \
+        ("o_out", "h_out")
+    outs = (o_out,) + _parts(h_out)
+    for i in range(len(outs)):
+        for j in range(i + 1, len(outs)):
+            if np.may_share_memory(outs[i], outs[j]):
+                raise ValueError(f"out: expected o_out and h_out in separate memory, got "
+                                 f"{names[i]} overlapping {names[j]}")
+    for name, out in zip(names[1:], outs[1:]):
+        for part in _parts(h):
+            if np.may_share_memory(out, part) and not _same_memory(out, part):
+                raise ValueError(f"out: expected h_out to be h itself or apart from it, got "
+                                 f"{name} partly overlapping the state h")
+
+
 def _state_views(params: Params, state, B: int):
     """state with each part as a view of ``params.state_shape(B)``."""
     shape = params.state_shape(B)
@@ -335,6 +364,8 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     given = h
     h = _zero_state(params, B) if h is None else _checks.check_state(params, h, B, "h")
     o_out, h_out = _check_step_out(out, params, B)
+    if out is not None:
+        _check_out_apart(o_out, h_out, h)
     if params.is_stack:
         status = _step_stack(kernels, params, x_t, _cell_major(params, h), o_out,
                              _cell_major(params, h_out))
