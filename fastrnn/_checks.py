@@ -182,7 +182,8 @@ def check_y(params: Params, y, loss: str, T: int, B: int) -> np.ndarray:
 
 
 def check_learning_rate(lr) -> float:
-    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.number)):
+    if isinstance(lr, (bool, np.bool_)) or \
+            not isinstance(lr, (int, float, np.integer, np.floating)):
         raise TypeError(f"lr: expected a positive number, got {lr!r}")
     if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr: expected a positive finite number, got {lr!r}")

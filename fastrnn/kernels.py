@@ -453,5 +453,24 @@ def sgd_step(params: Params, grads: Params, lr) -> Params:
         raise TypeError(f"grads: expected gradients of the params' layout ({params!r}), "
                         f"got {grads!r}")
     lr = _checks.check_learning_rate(lr)
-    axpy(params.dtype.type(-lr), grads.data, params.data)
+    _checks.check_finite(grads.data, "grads")
+    with np.errstate(over="ignore", under="ignore"):
+        alpha = params.dtype.type(-lr)
+    if not np.isfinite(alpha) or alpha == 0:
+        raise ValueError(f"lr: expected a positive number that {params.dtype.name} can hold, "
+                         f"got {lr!r}")
+    if not _update_is_finite(params.data, grads.data, alpha):
+        raise FloatingPointError("lr: the update params - lr * grads overflows (lr too large "
+                                 "for these gradients); params are left unchanged")
+    axpy(alpha, grads.data, params.data)
     return params
+
+
+def _update_is_finite(p: np.ndarray, g: np.ndarray, alpha) -> bool:
+    """Whether p + alpha * g is finite everywhere, for finite p, g and alpha.
+
+    A bound from the largest magnitudes, computed in the arrays' dtype, decides without
+    allocating; only when the bound overflows is the update itself computed."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = abs(alpha) * max(-g.min(), g.max()) + max(-p.min(), p.max())
+        return bool(np.isfinite(bound)) or bool(np.isfinite(p + alpha * g).all())

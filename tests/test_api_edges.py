@@ -100,3 +100,64 @@ def test_step_in_place_and_swapped_buffers_still_agree(cell, num_layers, backend
                               backend=backend)
         assert new is state
         np.testing.assert_allclose(new[0], ref_h, rtol=1e-12)
+
+
+def test_sgd_step_refuses_non_finite_gradients():
+    """A NaN gradient made every touched weight NaN, silently."""
+    params = fastrnn.init_params(3, 4, 2, seed=0)
+    before = params.data.copy()
+    grads = params.zeros_like()
+    grads.W[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^grads: expected finite values, got nan"):
+        fastrnn.sgd_step(params, grads, 0.1)
+    np.testing.assert_array_equal(params.data, before)
+
+
+@pytest.mark.parametrize("dtype, lr", [(np.float32, 1e37), (np.float64, 1e308)])
+def test_sgd_step_refuses_an_update_that_overflows(dtype, lr):
+    """theta - lr * g beyond the dtype's range became -inf, silently; now it is refused
+    and the params are left as they were."""
+    params = fastrnn.init_params(3, 4, 2, dtype=dtype, seed=0)
+    before = params.data.copy()
+    grads = params.zeros_like()
+    grads.data[:] = 100.0
+    with pytest.raises(FloatingPointError, match=r"^lr: the update params - lr \* grads "
+                                                 r"overflows"):
+        fastrnn.sgd_step(params, grads, lr)
+    np.testing.assert_array_equal(params.data, before)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("lr", [1e39, 1e-46])
+def test_sgd_step_refuses_a_learning_rate_that_float32_cannot_hold(lr):
+    """lr = 1e39 became -inf in float32, and made NaN of every weight with a zero
+    gradient (0 * inf); lr = 1e-46 became 0, a step that silently did nothing."""
+    params = fastrnn.init_params(3, 4, 2, dtype=np.float32, seed=0)
+    before = params.data.copy()
+    grads = params.zeros_like()
+    grads.data[:2] = 1e-3
+    with pytest.raises(ValueError, match=r"^lr: expected a positive number that float32 "
+                                         r"can hold"):
+        fastrnn.sgd_step(params, grads, lr)
+    np.testing.assert_array_equal(params.data, before)
+
+
+def test_sgd_step_applies_a_finite_update_of_large_numbers():
+    """The largest weight and the largest gradient at different places: the update is
+    finite and is applied (a bound from the two alone would overflow)."""
+    params = fastrnn.Params(1, 1, 1)
+    params.data[:] = 0.0
+    params.data[0] = 1e308
+    grads = params.zeros_like()
+    grads.data[1] = -1e308
+    fastrnn.sgd_step(params, grads, 1.0)
+    expected = np.zeros_like(params.data)
+    expected[:2] = 1e308
+    np.testing.assert_array_equal(params.data, expected)
+
+
+def test_sgd_step_refuses_a_complex_learning_rate():
+    """np.complex128(0.1) passed as 0.1, its imaginary part dropped."""
+    params = fastrnn.init_params(3, 4, 2, seed=0)
+    with pytest.raises(TypeError, match=r"^lr: expected a positive number"):
+        fastrnn.sgd_step(params, params.zeros_like(), np.complex128(0.1))
