@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from .params import Grads, Params
+from .params import Grads, Params, _check_size
 
 
 def _buffers(T: int, B: int, H: int, O: int, P: int):
@@ -96,10 +96,7 @@ class Workspace:
     def __init__(self, params: Params, T: int, B: int):
         if not isinstance(params, Params):
             raise TypeError(f"params: expected fastrnn.Params, got {type(params).__name__}")
-        if not isinstance(T, (int, np.integer)) or not isinstance(B, (int, np.integer)) \
-                or T < 1 or B < 1:
-            raise ValueError(f"Workspace: expected T >= 1 and B >= 1, got T={T}, B={B}")
-        self.T, self.B = int(T), int(B)
+        self.T, self.B = _check_size(T, "T"), _check_size(B, "B")
         self.cell = params.cell
         self.layout = params.layout
         self.dtype = params.dtype

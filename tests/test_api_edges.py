@@ -161,3 +161,14 @@ def test_sgd_step_refuses_a_complex_learning_rate():
     params = fastrnn.init_params(3, 4, 2, seed=0)
     with pytest.raises(TypeError, match=r"^lr: expected a positive number"):
         fastrnn.sgd_step(params, params.zeros_like(), np.complex128(0.1))
+
+
+@pytest.mark.parametrize("T, B, exc, argument", [
+    (True, 2, TypeError, "T"), (2, np.True_, TypeError, "B"), (2.0, 2, TypeError, "T"),
+    (0, 2, ValueError, "T"), (2, -1, ValueError, "B"),
+])
+def test_workspace_sizes_are_positive_ints(T, B, exc, argument):
+    """Workspace(params, True, 2) was a workspace for T = 1; T = 2.0 a ValueError."""
+    params = fastrnn.init_params(3, 4, 2, seed=0)
+    with pytest.raises(exc, match=rf"^{argument}: expected a positive int, got"):
+        fastrnn.Workspace(params, T, B)
