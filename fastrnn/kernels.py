@@ -18,6 +18,9 @@ from .workspace import Workspace
 # (full training windows, a shorter last window, evaluation batches).
 _CACHE_SIZE = 4
 _workspaces: "weakref.WeakKeyDictionary[Params, dict]" = weakref.WeakKeyDictionary()
+# Streaming steps keep theirs apart, so that a step leaves the final state and the
+# gradients of a sequence of one step alone.
+_step_workspaces: "weakref.WeakKeyDictionary[Params, dict]" = weakref.WeakKeyDictionary()
 
 
 def get_workspace(params: Params, T: int, B: int) -> Workspace:
@@ -26,7 +29,16 @@ def get_workspace(params: Params, T: int, B: int) -> Workspace:
     One cache serves one thread: threads that share a Params object pass their own
     ``workspace=`` to ``loss_and_grad``.
     """
-    cache = _workspaces.setdefault(params, {})
+    return _cached_workspace(_workspaces, params, T, B)
+
+
+def _step_workspace(params: Params, B: int) -> Workspace:
+    """The cached Workspace of streaming steps of ``params`` in batches of B."""
+    return _cached_workspace(_step_workspaces, params, 1, B)
+
+
+def _cached_workspace(caches, params: Params, T: int, B: int) -> Workspace:
+    cache = caches.setdefault(params, {})
     ws = cache.get((T, B))
     if ws is None or not ws.fits(params, T, B):
         if len(cache) >= _CACHE_SIZE:
@@ -313,7 +325,7 @@ def _check_step_status(status: int, params: Params, h) -> None:
 def _step_stack(kernels, params: Params, x_t, state, o_out, state_out) -> int:
     """One step of a stack; state and state_out are pairs (h, c) of (n, B, H) arrays (c
     None but for the LSTM), state_out may be state. Returns a step status."""
-    ws = get_workspace(params, 1, x_t.shape[0])
+    ws = _step_workspace(params, x_t.shape[0])
     return kernels.stack_step(params, x_t, state[0], state[1], o_out, state_out[0],
                               state_out[1], ws)
 
@@ -370,7 +382,7 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
         status = _step_stack(kernels, params, x_t, _cell_major(params, h), o_out,
                              _cell_major(params, h_out))
     else:
-        scratch = get_workspace(params, 1, B).a[0]
+        scratch = _step_workspace(params, B).a[0]
         status = kernels.step(params, x_t, h, scratch, o_out, _state_views(params, h_out, B))
     _check_step_status(status, params, h)
     return o_out, (h_out if out is not None else _shaped_like(h_out, given))

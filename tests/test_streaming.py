@@ -91,3 +91,20 @@ def test_non_finite_output_is_reported(backend):
     params.c[:] = 1.7e308                      # o_t = c + V s_t overflows
     with pytest.raises(FloatingPointError, match=r"^o_t: "):
         fastrnn.step(params, np.ones((1, 5)), backend=backend)
+
+
+@pytest.mark.parametrize("cell, num_layers", [("tanh", 1), ("lstm", 1), ("gru", 2)])
+def test_steps_leave_a_one_step_training_result_alone(backend, cell, num_layers):
+    """The final state and gradients of loss_and_grad over T = 1 are views of a workspace;
+    a streaming step at the same B wrote its own state over them on the reference
+    backend (for stacks) and not on the compiled ones."""
+    params = fastrnn.init_params(3, 4, 2, cell=cell, num_layers=num_layers, seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((1, 2, 3)), rng.integers(0, 2, (1, 2))
+    _, grads, h_T = fastrnn.loss_and_grad(params, x, y, backend=backend)
+    results = (*(h_T if isinstance(h_T, tuple) else (h_T,)), grads.data, grads.h0)
+    before = [a.copy() for a in results]
+    fastrnn.step(params, rng.standard_normal((2, 3)), backend=backend)
+    fastrnn.Stream(params, 2, backend=backend)(rng.standard_normal((2, 3)))
+    for now, then in zip(results, before):
+        np.testing.assert_array_equal(now, then)
