@@ -197,7 +197,7 @@ class RNN:
         a zero state, the epoch count unchanged).
 
         Gradients are clipped by global norm (``clip_norm``, PyTorch's semantics) and/or
-        by value (``clip_value``). A step whose loss or gradient is not finite, or whose
+        by value (``clip_value``): positive numbers, or None for no clipping. A step whose loss or gradient is not finite, or whose
         update would make a parameter inf or NaN, is never applied (such an update is
         undone, the optimiser's state with it): it raises NonFiniteError with
         ``on_nonfinite="raise"`` (the default), or is skipped and counted with "skip".
@@ -210,6 +210,13 @@ class RNN:
         if steps is not None:
             steps = _positive_int(steps, "steps", " or None")
         _checks.check_choice(on_nonfinite, ON_NONFINITE, "on_nonfinite")
+        if clip_norm is not None:
+            clip_norm = optim._positive(clip_norm, "clip_norm")
+        if clip_value is not None:
+            clip_value = optim._positive(clip_value, "clip_value")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback: expected a callable or None, got "
+                            f"{type(callback).__name__}")
         x, y = self._check_streams(x, y)
         N, B = x.shape[:2]
         if self.optimizer is None:

@@ -355,6 +355,25 @@ def test_fit_checks_all_the_data_before_the_first_update(name, value, match):
     assert model.progress == dict(steps=0, epoch=0, position=0, skipped=0)
 
 
+@pytest.mark.parametrize("options, error, match", [
+    (dict(clip_norm=0), ValueError, r"^clip_norm: expected a positive finite number, got 0"),
+    (dict(clip_norm=-1.0), ValueError, r"^clip_norm: expected a positive finite number, "),
+    (dict(clip_norm="1"), TypeError, r"^clip_norm: expected a positive number, got '1'"),
+    (dict(clip_value=0.0), ValueError, r"^clip_value: expected a positive finite number, "),
+    (dict(clip_value=math.inf), ValueError, r"^clip_value: expected a positive finite "),
+    (dict(callback=3), TypeError, r"^callback: expected a callable or None, got int"),
+])
+def test_fit_checks_its_options_before_the_first_update(options, error, match):
+    """A clip of 0 is refused, not taken for "no clipping"; nothing is updated."""
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    before = model.params.data.copy()
+    with pytest.raises(error, match=match):
+        model.fit(x, y, window=10, steps=2, **options)
+    np.testing.assert_array_equal(model.params.data, before)
+    assert model.progress == dict(steps=0, epoch=0, position=0, skipped=0)
+
+
 def test_fit_names_the_index_of_a_nan_in_the_whole_sequence():
     x = np.ones((40, 2, 3))
     x[35, 1, 2] = np.nan
