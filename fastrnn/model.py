@@ -62,9 +62,13 @@ class RNN:
         self.loss = _checks.check_choice(loss, _checks.LOSSES, "loss")
         backends.resolve(backend)
         self.backend = backend
+        if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
+            raise TypeError(f"vocabulary: expected a Vocabulary or None, got "
+                            f"{type(vocabulary).__name__}")
         if vocabulary is not None and not (len(vocabulary) == input_size == output_size):
-            raise ValueError(f"vocabulary: expected {input_size} = input_size = "
-                             f"output_size characters, got {len(vocabulary)}")
+            raise ValueError(f"vocabulary: expected input_size = output_size = the "
+                             f"vocabulary's {len(vocabulary)} characters, got input_size "
+                             f"{input_size} and output_size {output_size}")
         self.vocabulary = vocabulary
         self.optimizer: optim.Optimizer | None = None
         self.progress = dict(steps=0, epoch=0, position=0, skipped=0)

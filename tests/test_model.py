@@ -326,6 +326,20 @@ def test_sample_and_step_name_their_argument(call, error, match):
         call(model)
 
 
+@pytest.mark.parametrize("args, vocabulary, error, match", [
+    ((3, 4, 3), "abc", TypeError, r"^vocabulary: expected a Vocabulary or None, got str"),
+    ((3, 4, 2), data.Vocabulary("abc"), ValueError,
+     r"^vocabulary: expected input_size = output_size = the vocabulary's 3 characters, "
+     r"got input_size 3 and output_size 2"),
+    ((4, 4, 4), data.Vocabulary("abc"), ValueError,
+     r"^vocabulary: expected input_size = output_size = the vocabulary's 3 characters, "
+     r"got input_size 4 and output_size 4"),
+])
+def test_a_vocabulary_must_fit_the_model(args, vocabulary, error, match):
+    with pytest.raises(error, match=match):
+        RNN(*args, vocabulary=vocabulary)
+
+
 def test_save_names_its_path_and_writes_nothing_when_it_cannot(tmp_path):
     model = RNN(3, 4, 2, seed=0)
     missing = tmp_path / "no" / "such"
