@@ -52,15 +52,15 @@ class _Progress:
                 self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
             except ImportError:
                 pass
-        self.total, self.tokens, self.smoothed = total, 0, None
+        self.total, self.tokens, self.smoothed = total, 0, math.nan
 
     def update(self, info: dict, done: int) -> None:
         if self.start is None:                  # the first step compiles: not timed
             self.start = time.perf_counter()
         else:
             self.tokens += info["tokens"]
-        if math.isfinite(info["loss"]):
-            self.smoothed = info["loss"] if self.smoothed is None else \
+        if math.isfinite(info["loss"]):           # nan until a step is not skipped
+            self.smoothed = info["loss"] if math.isnan(self.smoothed) else \
                 0.98 * self.smoothed + 0.02 * info["loss"]
         rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
         if self.bar is not None:
@@ -294,6 +294,9 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:           # a loss or output of the model overflowed
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

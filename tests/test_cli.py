@@ -174,3 +174,24 @@ def test_info(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert "backends:" in out and "numba cache:" in out
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_skipped_steps_are_reported_as_nan(corpus, tmp_path, capsys):
+    """Every step skipped (lr is inf in float32): the report shows a nan loss."""
+    ckpt = tmp_path / "s.npz"
+    assert cli.main(train_args(corpus, ckpt, "--optimizer", "sgd", "--lr", "1e308",
+                               "--on-nonfinite", "skip", "--steps", "3", "--every", "1")) == 0
+    out = capsys.readouterr().out
+    assert "step      1  loss nan nats/char" in out and "held-out loss" in out
+    assert RNN.load(ckpt).progress == dict(steps=3, epoch=0, position=30, skipped=3)
+
+
+def test_a_held_out_loss_that_overflows_is_an_error(corpus, tmp_path, capsys):
+    """The first step makes the weights huge but finite, the others are skipped: the
+    held-out loss overflows, which is reported as an error, the checkpoint kept."""
+    ckpt = tmp_path / "s.npz"
+    assert cli.main(train_args(corpus, ckpt, "--dtype", "float64", "--optimizer", "sgd",
+                               "--lr", "1e308", "--on-nonfinite", "skip", "--steps", "3")) == 1
+    assert capsys.readouterr().err.startswith("error: loss: the loss is inf with finite params")
+    assert RNN.load(ckpt).progress["skipped"] == 2
