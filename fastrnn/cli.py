@@ -81,9 +81,10 @@ class _Progress:
 
 
 # The defaults of the train options that a checkpoint fixes. Their arguments default to
-# None, so that options given with --resume can be told from defaults.
+# None, so that options given with --resume can be told from defaults. The backend is the
+# checkpoint's too unless --backend is given, which may choose another one.
 TRAIN_DEFAULTS = dict(hidden=128, cell="tanh", layers=1, dtype="float32", optimizer="adam",
-                      lr=3e-3, cosine=False)
+                      lr=3e-3, cosine=False, backend="auto")
 
 
 def _optimizer_name(optimizer: optim.Optimizer) -> str:
@@ -266,7 +267,8 @@ def main(argv=None) -> int:
     p.add_argument("--sample", type=int, default=400, help="characters to sample at the end")
     p.add_argument("--every", type=_positive_int, default=200, help="report interval")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--backend", help=f"'auto' or a backend that `info` lists (default "
+                                     f"{TRAIN_DEFAULTS['backend']}{resumed})")
     p.set_defaults(run=train)
 
     p = commands.add_parser("sample", help="generate text from a checkpoint")

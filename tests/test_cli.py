@@ -48,6 +48,23 @@ def test_resume_reports_the_checkpoint_configuration(corpus, tmp_path, capsys):
     assert "gru x 1 layer(s), H=16, window T=10, batch B=4, float64, sgd lr=0.05," in out
 
 
+def test_resume_keeps_the_checkpoints_backend(corpus, tmp_path, capsys):
+    """Without --backend, a resumed run continues on the backend it was trained on, bit
+    for bit; --backend chooses another one."""
+    straight, resumed = tmp_path / "s.npz", tmp_path / "r.npz"
+    assert cli.main(train_args(corpus, straight, "--backend", "reference")) == 0
+    assert cli.main(train_args(corpus, resumed, "--backend", "reference", "--steps", "15")) == 0
+    capsys.readouterr()
+    assert cli.main(train_args(corpus, resumed, "--resume")) == 0
+    assert "backend reference of" in capsys.readouterr().out
+    model = RNN.load(resumed)
+    assert model.backend == "reference"
+    np.testing.assert_array_equal(model.params.data, RNN.load(straight).params.data)
+    assert cli.main(train_args(corpus, resumed, "--resume", "--steps", "35", "--backend",
+                               "numba")) == 0
+    assert RNN.load(resumed).backend == "numba"
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--hidden", "32", "--hidden: {ckpt} was trained with --hidden 16, got 32"),
     ("--cell", "lstm", "--cell: {ckpt} was trained with --cell tanh, got lstm"),
