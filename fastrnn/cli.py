@@ -225,6 +225,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative int, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or not math.isfinite(value):
@@ -264,9 +271,10 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"))
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--plot", action="store_true", help="write loss and gradient-norm PNGs")
-    p.add_argument("--sample", type=int, default=400, help="characters to sample at the end")
+    p.add_argument("--sample", type=_non_negative_int, default=400,
+                   help="characters to sample at the end")
     p.add_argument("--every", type=_positive_int, default=200, help="report interval")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--backend", help=f"'auto' or a backend that `info` lists (default "
                                      f"{TRAIN_DEFAULTS['backend']}{resumed})")
     p.set_defaults(run=train)
@@ -274,9 +282,9 @@ def main(argv=None) -> int:
     p = commands.add_parser("sample", help="generate text from a checkpoint")
     p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"))
     p.add_argument("--prefix", default="def ")
-    p.add_argument("-n", type=int, default=500)
+    p.add_argument("-n", type=_non_negative_int, default=500)
     p.add_argument("--temperature", type=_positive_float, default=0.8)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_non_negative_int, default=None)
     p.set_defaults(run=sample)
 
     p = commands.add_parser("bench", help="compare backends and PyTorch, one process each")

@@ -177,7 +177,8 @@ def test_bad_checkpoints(corpus, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option, value", [("--lr", "0"), ("--lr", "-1"), ("--window", "0"),
-                                           ("--steps", "-5"), ("--batch", "x")])
+                                           ("--steps", "-5"), ("--batch", "x"),
+                                           ("--sample", "-1"), ("--seed", "-1")])
 def test_bad_options_name_the_option(corpus, tmp_path, capsys, option, value):
     args = train_args(corpus, tmp_path / "c.npz") + [option, value]
     with pytest.raises(SystemExit) as exc:
@@ -185,6 +186,31 @@ def test_bad_options_name_the_option(corpus, tmp_path, capsys, option, value):
     assert exc.value.code == 2
     assert option in capsys.readouterr().err
     assert not (tmp_path / "c.npz").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--sample", "-1"), ("--seed", "-1")])
+def test_bad_options_are_refused_before_a_resumed_run(corpus, tmp_path, capsys, option,
+                                                      value):
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt)) == 0
+    before = ckpt.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(train_args(corpus, ckpt, "--resume", "--steps", "40", option, value))
+    assert exc.value.code == 2
+    assert f"argument {option}: expected a non-negative int, got {value}" in \
+        capsys.readouterr().err
+    assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize("option, value", [("-n", "-5"), ("--seed", "-1"), ("-n", "x")])
+def test_bad_sample_options_name_the_option(corpus, tmp_path, capsys, option, value):
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt)) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sample", "--checkpoint", str(ckpt), option, value])
+    assert exc.value.code == 2
+    assert f"argument {option}: " in capsys.readouterr().err
 
 
 def test_info(capsys):
