@@ -118,6 +118,9 @@ def train(args) -> int:
     resuming = args.resume and args.checkpoint.exists()
     if resuming:
         model = RNN.load(args.checkpoint, backend=args.backend)
+        if model.vocabulary is None:
+            raise ValueError(f"--checkpoint: {args.checkpoint} is not a character model (it "
+                             f"has no vocabulary); train a new --checkpoint")
         _check_resume_options(args, model)
         vocab = model.vocabulary
         print(f"resuming {args.checkpoint} at step {model.progress['steps']}")

@@ -87,6 +87,21 @@ def test_resume_refuses_options_that_contradict_the_checkpoint(corpus, tmp_path,
     assert ckpt.read_bytes() == before
 
 
+@pytest.mark.parametrize("sizes, loss", [((1, 16, 1), "mse"),
+                                         ((16, 16, 16), "cross_entropy")])
+def test_resume_refuses_a_model_without_vocabulary(corpus, tmp_path, capsys, sizes, loss):
+    """Not a character model (the second fits the corpus's 16 characters): refused before
+    training, the checkpoint left as it was."""
+    ckpt = RNN(*sizes, loss=loss, seed=0).save(tmp_path / "c.npz")
+    before = ckpt.read_bytes()
+    assert cli.main(train_args(corpus, ckpt, "--resume")) == 2
+    out, err = capsys.readouterr()
+    assert err == (f"error: --checkpoint: {ckpt} is not a character model (it has no "
+                   f"vocabulary); train a new --checkpoint\n")
+    assert "fastrnn" not in out
+    assert ckpt.read_bytes() == before
+
+
 def test_resume_on_fewer_steps_per_stream_than_done(corpus, tmp_path, capsys):
     """A larger batch leaves streams shorter than the saved position: the epoch starts
     again from the beginning of the new streams."""
