@@ -201,10 +201,11 @@ class RNN:
         a zero state, the epoch count unchanged).
 
         Gradients are clipped by global norm (``clip_norm``, PyTorch's semantics) and/or
-        by value (``clip_value``): positive numbers, or None for no clipping. A step whose loss or gradient is not finite, or whose
-        update would make a parameter inf or NaN, is never applied (such an update is
-        undone, the optimiser's state with it): it raises NonFiniteError with
-        ``on_nonfinite="raise"`` (the default), or is skipped and counted with "skip".
+        by value (``clip_value``): positive numbers, or None for no clipping. A step
+        whose loss or gradient is not finite, or whose update would make a parameter inf
+        or NaN, is never applied (such an update is undone, the optimiser's state with
+        it): it raises NonFiniteError with ``on_nonfinite="raise"`` (the default), or is
+        skipped and counted with "skip".
 
         ``callback(info)`` is called after every step with a dict of step, epoch, loss,
         grad_norm and tokens (T * B). Returns the progress dict.
