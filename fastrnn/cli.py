@@ -72,7 +72,7 @@ class _Progress:
                   f"{rate:,.0f} chars/s  ETA {eta:4.0f} s", flush=True)
 
     def close(self) -> float:
-        """Characters per second, from the second step on."""
+        """Characters per second, from the second step on (nan before it)."""
         if self.bar is not None:
             self.bar.close()
         if self.start is None or self.tokens == 0:
@@ -152,6 +152,9 @@ def train(args) -> int:
           f"{model.backend} of {available_backends()}")
     print(f"unigram entropy (letter frequencies alone): {unigram:.3f} nats/char")
     remaining = args.steps - model.progress["steps"]
+    if remaining <= 0:
+        print(f"{args.checkpoint} is at step {model.progress['steps']} already (--steps "
+              f"{args.steps}): nothing to train")
     progress = _Progress(max(remaining, 0), args.every)
     norms = []
     losses = []
@@ -179,8 +182,9 @@ def train(args) -> int:
               f"{args.checkpoint}; --resume continues from there")
         return 130
     held_out = _evaluate(model, vx, vy, args.window)
-    print(f"{rate:,.0f} characters/s; held-out loss {held_out:.3f} nats/char "
-          f"(unigram {unigram:.3f}); checkpoint {args.checkpoint}")
+    speed = f"{rate:,.0f} characters/s; " if math.isfinite(rate) else ""
+    print(f"{speed}held-out loss {held_out:.3f} nats/char (unigram {unigram:.3f}); "
+          f"checkpoint {args.checkpoint}")
     if args.plot:
         from .diagnostics import plot_training
         for written in plot_training(model, losses, vx[:args.window], vy[:args.window],

@@ -102,6 +102,20 @@ def test_resume_refuses_a_model_without_vocabulary(corpus, tmp_path, capsys, siz
     assert ckpt.read_bytes() == before
 
 
+def test_no_rate_is_reported_when_no_step_was_timed(corpus, tmp_path, capsys):
+    """The first step compiles and is not timed: one step, or a resumed run with nothing
+    left to train, has no characters/s to report (they were "nan characters/s")."""
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt, "--steps", "1", "--sample", "0")) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "\nheld-out loss " in out
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "1", "--sample", "0")) == 0
+    out = capsys.readouterr().out
+    assert f"{ckpt} is at step 1 already (--steps 1): nothing to train\n" in out
+    assert "nan" not in out and "\nheld-out loss " in out
+    assert RNN.load(ckpt).progress["steps"] == 1
+
+
 def test_resume_on_fewer_steps_per_stream_than_done(corpus, tmp_path, capsys):
     """A larger batch leaves streams shorter than the saved position: the epoch starts
     again from the beginning of the new streams."""
