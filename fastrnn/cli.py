@@ -132,9 +132,20 @@ def train(args) -> int:
     text = data.read_text(args.text) if args.text else data.stdlib_corpus(args.chars)
     vocab = vocab or data.Vocabulary.from_text(text)
     ids = vocab.encode(text)
-    split = int(len(ids) * 0.95)
+    split, held_out_streams = int(len(ids) * 0.95), 4
+    source = args.text or "the Python standard library's sources"
+    if split < 2 * args.batch + 1:
+        raise ValueError(f"--batch: {args.batch} streams of 2 steps or more need "
+                         f"{2 * args.batch + 1} characters to train on, got {split:,} (95% "
+                         f"of the {len(ids):,} characters of {source})")
+    if len(ids) - split < 2 * held_out_streams + 1:
+        raise ValueError(f"{'--text' if args.text else '--chars'}: {source} has "
+                         f"{len(ids):,} characters, too few: its last 5% ({len(ids) - split} "
+                         f"characters) are held out for evaluation in {held_out_streams} "
+                         f"streams of 2 steps or more, which need {2 * held_out_streams + 1}")
     x, y = (data.streams(ids[:split][k:split - 1 + k], args.batch) for k in (0, 1))
-    vx, vy = (data.streams(ids[split:][k:len(ids) - split - 1 + k], 4) for k in (0, 1))
+    vx, vy = (data.streams(ids[split:][k:len(ids) - split - 1 + k], held_out_streams)
+              for k in (0, 1))
     if not resuming:
         model = RNN.char_model(vocab, args.hidden, cell=args.cell, num_layers=args.layers,
                                dtype=args.dtype, seed=args.seed, backend=args.backend)
@@ -142,7 +153,6 @@ def train(args) -> int:
         lr = optim.Cosine(args.lr, args.steps, args.lr / 10) if args.cosine else args.lr
         model.configure(args.optimizer, lr)
     unigram = _unigram_entropy(ids[:split], len(vocab))
-    source = args.text or "the Python standard library's sources"
     p, schedule = model.params, model.optimizer.schedule
     decay = ", cosine decay" if isinstance(schedule, optim.Cosine) else ""
     print(f"fastrnn {__version__}: {len(text):,} characters of {source}, vocabulary "

@@ -178,6 +178,23 @@ def test_bad_corpus_is_an_error_and_writes_nothing(tmp_path, capsys, content, ma
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]
 
 
+@pytest.mark.parametrize("text, batch, message", [
+    ("abcdefghij" * 3, "16", "--batch: 16 streams of 2 steps or more need 33 characters to "
+                             "train on, got 28 (95% of the 30 characters of {path})"),
+    ("abcdefghij" * 10, "2", "--text: {path} has 100 characters, too few: its last 5% (5 "
+                             "characters) are held out for evaluation in 4 streams of 2 "
+                             "steps or more, which need 9"),
+])
+def test_a_text_too_short_names_the_option(tmp_path, capsys, text, batch, message):
+    """Not a data.streams error about a batch_size the user never gave."""
+    path = tmp_path / "short.txt"
+    path.write_text(text)
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(path, ckpt, "--batch", batch)) == 2
+    assert capsys.readouterr().err == f"error: {message.format(path=path)}\n"
+    assert not ckpt.exists()
+
+
 def test_a_checkpoint_that_cannot_be_written_is_refused_before_training(corpus, tmp_path,
                                                                          capsys):
     missing = tmp_path / "no" / "c.npz"
