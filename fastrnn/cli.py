@@ -41,7 +41,8 @@ def _evaluate(model: RNN, x, y, window: int) -> float:
 
 
 class _Progress:
-    """A tqdm bar on a terminal, plain lines otherwise."""
+    """A tqdm bar on a terminal, otherwise a line at every multiple of ``every`` steps
+    and at the last step."""
 
     def __init__(self, total: int, every: int):
         self.every, self.start = every, None
@@ -66,7 +67,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{self.smoothed:.3f}", chars_per_s=f"{rate:,.0f}")
             self.bar.update(1)
-        elif done % self.every == 0 or done == self.total:
+        elif info["step"] % self.every == 0 or done == self.total:
             eta = (self.total - done) * (time.perf_counter() - self.start) / max(done - 1, 1)
             print(f"step {info['step']:6d}  loss {self.smoothed:.3f} nats/char  "
                   f"{rate:,.0f} chars/s  ETA {eta:4.0f} s", flush=True)

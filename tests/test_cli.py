@@ -1,4 +1,6 @@
 """The command line, run in-process through fastrnn.cli.main."""
+import re
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,15 @@ def test_resume_reports_the_checkpoint_configuration(corpus, tmp_path, capsys):
     assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "35")) == 0
     out = capsys.readouterr().out
     assert "gru x 1 layer(s), H=16, window T=10, batch B=4, float64, sgd lr=0.05," in out
+
+
+def test_a_resumed_run_reports_at_multiples_of_every(corpus, tmp_path, capsys):
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt, "--steps", "35")) == 0
+    capsys.readouterr()
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "62")) == 0
+    steps = re.findall(r"^step +(\d+) ", capsys.readouterr().out, re.MULTILINE)
+    assert steps == ["40", "50", "60", "62"]
 
 
 def test_resume_keeps_the_checkpoints_backend(corpus, tmp_path, capsys):
