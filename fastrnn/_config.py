@@ -21,8 +21,9 @@ STREAM_OPTIONS = dict(NUMBA_OPTIONS, fastmath={"reassoc", "contract"})
 
 
 def backend_override() -> str | None:
-    """The backend named by FASTRNN_BACKEND, or None when unset or empty."""
-    return os.environ.get("FASTRNN_BACKEND") or None
+    """The backend named by FASTRNN_BACKEND, or None when unset, empty or "auto"."""
+    name = os.environ.get("FASTRNN_BACKEND")
+    return None if name in (None, "", "auto") else name
 
 
 def _writable(folder: Path) -> bool:

@@ -120,6 +120,31 @@ def test_auto_prefers_a_compiled_backend(monkeypatch):
     assert fastrnn.backends.resolve("auto") == "reference"
 
 
+def test_fastrnn_backend_auto_means_no_override(monkeypatch):
+    monkeypatch.setenv("FASTRNN_BACKEND", "auto")
+    assert fastrnn.backends.resolve("auto") == FAST[0]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in subtract")   # p = exp(-inf)
+@pytest.mark.parametrize("loss, target", [("cross_entropy", 1), ("mse", -3e38)])
+def test_float32_losses_at_float32s_range_agree_with_the_reference(fast_backend, loss,
+                                                                   target):
+    """Every backend sums the loss in float64: logits of +-3e38 (a term of 6e38) and
+    squared errors whose float32 sum would overflow give the reference's loss."""
+    params = fastrnn.init_params(3, 4, 2, dtype=np.float32, seed=0)
+    params.V[...] = 0.0
+    params.c[...] = (3e38, -3e38) if loss == "cross_entropy" else (0.0, 0.0)
+    x = np.zeros((4, 2, 3), np.float32)
+    if loss == "cross_entropy":
+        y = np.full((4, 2), target)
+    else:
+        y = np.full((4, 2, 2), np.float32(target / 3e19), np.float32)   # (1e19)^2 = 1e38
+    ref = fastrnn.loss_and_grad(params, x, y, loss=loss, backend="reference")[0]
+    fast = fastrnn.loss_and_grad(params, x, y, loss=loss, backend=fast_backend)[0]
+    assert np.isfinite(ref) and ref > float(np.finfo(np.float32).max)
+    np.testing.assert_allclose(fast, ref, rtol=1e-6)
+
+
 def test_auto_steps_a_stack_on_cython_and_the_derivations_network_on_numba(monkeypatch):
     """The step kinds' orders (measured, see fastrnn.backends) reach the step calls."""
     monkeypatch.delenv("FASTRNN_BACKEND", raising=False)

@@ -103,7 +103,10 @@ def cross_entropy(o, y):
     Returns L and dL/do = p - onehot(y), (T, B, O).
     """
     log_p = log_softmax(o)
-    L = -np.take_along_axis(log_p, y[..., None], axis=-1).sum()
+    # The loss in float64 whatever o's dtype, as the compiled kernels take it: in float32
+    # a term -log p at the edge of the range, or the sum of many, would overflow first.
+    log_p64 = log_softmax(o.astype(np.float64))
+    L = -np.take_along_axis(log_p64, y[..., None], axis=-1).sum()
     onehot = np.eye(o.shape[-1], dtype=o.dtype)[y]
     return L, np.exp(log_p) - onehot
 
@@ -114,7 +117,7 @@ def squared_error(o, y):
     Returns L and dL/do = 2 (o - y).
     """
     r = o - y
-    return (r * r).sum(), 2.0 * r
+    return (r * r).sum(dtype=np.float64), 2.0 * r       # summed in float64, as above
 
 
 def loss_and_output_grad(o, y, loss="cross_entropy", reduction="sum"):
