@@ -116,6 +116,11 @@ def train(args) -> int:
         raise ValueError(f"--checkpoint: cannot write {args.checkpoint}: "
                          + ("it is a folder" if args.checkpoint.is_dir() else
                             f"no such folder {args.checkpoint.parent}"))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (plotted after training)
+        except ImportError:
+            raise ValueError("--plot: needs matplotlib (pip install 'fastrnn[plot]')") from None
     resuming = args.resume and args.checkpoint.exists()
     if resuming:
         model = RNN.load(args.checkpoint, backend=args.backend)

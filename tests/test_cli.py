@@ -1,5 +1,6 @@
 """The command line, run in-process through fastrnn.cli.main."""
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -159,6 +160,16 @@ def test_plot_writes_pngs(corpus, tmp_path):
     assert cli.main(train_args(corpus, ckpt, "--plot")) == 0
     for name in ("p-loss.png", "p-gradnorms.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_without_matplotlib_is_refused_before_training(corpus, tmp_path, monkeypatch,
+                                                            capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)         # as if not installed
+    ckpt = tmp_path / "p.npz"
+    assert cli.main(train_args(corpus, ckpt, "--plot")) == 2
+    out, err = capsys.readouterr()
+    assert err == "error: --plot: needs matplotlib (pip install 'fastrnn[plot]')\n"
+    assert "fastrnn" not in out and not ckpt.exists()
 
 
 def test_interrupt_saves_a_checkpoint(corpus, tmp_path, monkeypatch, capsys):
