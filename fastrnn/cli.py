@@ -280,7 +280,9 @@ def main(argv=None) -> int:
                    help=f"default {TRAIN_DEFAULTS['layers']}{resumed}")
     p.add_argument("--window", type=_positive_int, default=50, help="truncated BPTT window")
     p.add_argument("--batch", type=_positive_int, default=32, help="parallel streams")
-    p.add_argument("--steps", type=_positive_int, default=2000)
+    p.add_argument("--steps", type=_positive_int, default=2000,
+                   help="training steps in all (default %(default)s; with --resume, the "
+                        "checkpoint's steps count towards them)")
     p.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
                    help=f"default {TRAIN_DEFAULTS['optimizer']}{resumed}")
     p.add_argument("--lr", type=_positive_float,

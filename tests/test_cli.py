@@ -281,6 +281,15 @@ def test_bad_sample_options_name_the_option(corpus, tmp_path, capsys, option, va
     assert f"argument {option}: " in capsys.readouterr().err
 
 
+def test_train_help_says_steps_counts_the_resumed_ones(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--help"])
+    assert exc.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--steps STEPS training steps in all (default 2000; with --resume, the " \
+           "checkpoint's steps count towards them)" in help_text
+
+
 def test_info(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
