@@ -127,10 +127,16 @@ def train(args) -> int:
         if model.vocabulary is None:
             raise ValueError(f"--checkpoint: {args.checkpoint} is not a character model (it "
                              f"has no vocabulary); train a new --checkpoint")
+        if model.params.num_directions == 2:
+            raise ValueError(f"--checkpoint: {args.checkpoint} is bidirectional, and a "
+                             f"character model samples one step at a time; train a new "
+                             f"--checkpoint")
         _check_resume_options(args, model)
         vocab = model.vocabulary
         print(f"resuming {args.checkpoint} at step {model.progress['steps']}")
     else:
+        if args.resume:
+            print(f"--resume: no checkpoint at {args.checkpoint} yet; training a new model")
         vocab = None
     for name, default in TRAIN_DEFAULTS.items():
         if getattr(args, name) is None:
@@ -189,7 +195,10 @@ def train(args) -> int:
         interrupted = True
     except NonFiniteError as exc:
         progress.close()
-        print(f"stopped: {exc}", file=sys.stderr)
+        model.save(args.checkpoint)              # the failing step was not applied
+        print(f"stopped: training step {exc.step}: {exc.reason}; the step was not applied "
+              f"(lower --lr, set --clip, or pass --on-nonfinite skip); checkpoint of step "
+              f"{model.progress['steps']} saved to {args.checkpoint}", file=sys.stderr)
         return 1
     rate = progress.close()
     model.save(args.checkpoint)

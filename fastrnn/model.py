@@ -25,7 +25,13 @@ ON_NONFINITE = ("raise", "skip")
 
 
 class NonFiniteError(FloatingPointError):
-    """A training step produced a loss, gradient or update that is not finite."""
+    """A training step produced a loss, gradient or update that is not finite.
+
+    ``step`` is the number of that step and ``reason`` what was not finite.
+    """
+
+    step: int
+    reason: str
 
 
 class RNN:
@@ -166,16 +172,29 @@ class RNN:
 
     # ------------------------------------------------------------------ training
 
-    def configure(self, optimizer="adam", lr=2e-3, **options) -> optim.Optimizer:
+    def configure(self, optimizer="adam", lr=None, **options) -> optim.Optimizer:
         """Choose the optimiser: a name from ``fastrnn.optim.OPTIMIZERS`` with its
-        options, or an Optimizer instance. ``lr`` may be a schedule."""
+        options and ``lr`` (2e-3 when None; a number or a schedule), or an Optimizer
+        instance, which carries its own. The learning rate must be one that the params'
+        dtype can hold (1e308 is inf in float32)."""
         if isinstance(optimizer, optim.Optimizer):
-            self.optimizer = optimizer
-        elif optimizer in optim.OPTIMIZERS:
-            self.optimizer = optim.OPTIMIZERS[optimizer](lr, **options)
+            given = (["lr"] if lr is not None else []) + list(options)
+            if given:
+                raise TypeError(f"configure: an Optimizer instance carries its own lr and "
+                                f"options, got {', '.join(given)} too")
+            chosen = optimizer
+        elif isinstance(optimizer, str) and optimizer in optim.OPTIMIZERS:
+            chosen = optim.OPTIMIZERS[optimizer](2e-3 if lr is None else lr, **options)
         else:
             raise ValueError(f"optimizer: expected one of {tuple(optim.OPTIMIZERS)} or an "
                              f"Optimizer, got {optimizer!r}")
+        rate = chosen.lr
+        with np.errstate(over="ignore", under="ignore"):
+            held = self.params.dtype.type(rate)
+        if not np.isfinite(held) or held == 0:
+            raise ValueError(f"lr: expected a positive number that {self.params.dtype.name} "
+                             f"can hold, got {rate!r}")
+        self.optimizer = chosen
         return self.optimizer
 
     def fit(self, x, y, *, window: int, epochs: int = 1, steps: int | None = None,
@@ -293,9 +312,12 @@ class RNN:
 
     def _nonfinite(self, on_nonfinite, what):
         if on_nonfinite == "raise":
-            raise NonFiniteError(f"training step {self.progress['steps'] + 1}: {what}; the "
-                                 f"step was not applied (lower the learning rate, clip "
-                                 f"gradients, or pass on_nonfinite='skip')")
+            step = self.progress["steps"] + 1
+            error = NonFiniteError(f"training step {step}: {what}; the step was not applied "
+                                   f"(lower the learning rate, clip gradients, or pass "
+                                   f"on_nonfinite='skip')")
+            error.step, error.reason = step, what
+            raise error
         self.progress["skipped"] += 1
         return math.nan, math.nan
 

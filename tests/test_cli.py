@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastrnn import cli
+import fastrnn.model
+from fastrnn import cli, data
 from fastrnn.model import RNN
 
 CORPUS = "def add(a, b):\n    return a + b\n\n" * 60
@@ -112,6 +113,47 @@ def test_resume_refuses_a_model_without_vocabulary(corpus, tmp_path, capsys, siz
                    f"vocabulary); train a new --checkpoint\n")
     assert "fastrnn" not in out
     assert ckpt.read_bytes() == before
+
+
+def test_resume_refuses_a_bidirectional_model(corpus, tmp_path, capsys):
+    """A bidirectional character model cannot sample (its reverse direction needs the
+    whole text): refused before training, not after it."""
+    vocab = data.Vocabulary.from_text(CORPUS)
+    ckpt = RNN.char_model(vocab, 16, bidirectional=True, seed=0).save(tmp_path / "b.npz")
+    before = ckpt.read_bytes()
+    assert cli.main(train_args(corpus, ckpt, "--resume")) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"error: --checkpoint: {ckpt} is bidirectional"), err
+    assert ckpt.read_bytes() == before
+
+
+def test_resume_without_a_checkpoint_says_it_starts_a_new_model(corpus, tmp_path, capsys):
+    ckpt = tmp_path / "new.npz"
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "2")) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"--resume: no checkpoint at {ckpt} yet; training a new model\n")
+
+
+def test_a_non_finite_stop_saves_the_last_good_model_and_names_the_options(
+        corpus, tmp_path, capsys, monkeypatch):
+    """The failing step was not applied: the model of the steps before is saved, as on
+    Ctrl-C, and the hint names the command line's options, not fit's arguments."""
+    real, calls = fastrnn.model.loss_and_grad, []
+
+    def third_overflows(*args, reduction, **kwargs):
+        calls.append(reduction)
+        if len(calls) == 3:
+            raise FloatingPointError("the loss is inf")
+        return real(*args, reduction=reduction, **kwargs)
+
+    monkeypatch.setattr(fastrnn.model, "loss_and_grad", third_overflows)
+    ckpt = tmp_path / "s.npz"
+    assert cli.main(train_args(corpus, ckpt, "--steps", "5")) == 1
+    err = capsys.readouterr().err
+    assert "training step 3: loss: the loss is inf; the step was not applied" in err
+    assert "--on-nonfinite skip" in err and "on_nonfinite=" not in err
+    assert f"checkpoint of step 2 saved to {ckpt}" in err
+    assert RNN.load(ckpt).progress["steps"] == 2
 
 
 def test_no_rate_is_reported_when_no_step_was_timed(corpus, tmp_path, capsys):
@@ -297,11 +339,20 @@ def test_info(capsys):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
-def test_skipped_steps_are_reported_as_nan(corpus, tmp_path, capsys):
-    """Every step skipped (lr is inf in float32): the report shows a nan loss."""
+def test_skipped_steps_are_reported_as_nan(corpus, tmp_path, capsys, monkeypatch):
+    """Every step skipped (its loss overflows; the held-out evaluation, which sums, is
+    left alone): the report shows a nan loss."""
+    real = fastrnn.model.loss_and_grad
+
+    def overflowing(*args, reduction, **kwargs):
+        if reduction == "mean":
+            raise FloatingPointError("the loss is inf")
+        return real(*args, reduction=reduction, **kwargs)
+
+    monkeypatch.setattr(fastrnn.model, "loss_and_grad", overflowing)
     ckpt = tmp_path / "s.npz"
-    assert cli.main(train_args(corpus, ckpt, "--optimizer", "sgd", "--lr", "1e308",
-                               "--on-nonfinite", "skip", "--steps", "3", "--every", "1")) == 0
+    assert cli.main(train_args(corpus, ckpt, "--on-nonfinite", "skip", "--steps", "3",
+                               "--every", "1")) == 0
     out = capsys.readouterr().out
     assert "step      1  loss nan nats/char" in out and "held-out loss" in out
     assert RNN.load(ckpt).progress == dict(steps=3, epoch=0, position=30, skipped=3)

@@ -135,6 +135,25 @@ def test_fit_measures_a_huge_finite_gradient_as_finite(monkeypatch):
     assert model.progress["skipped"] == 0 and model.progress["steps"] == 1
 
 
+def test_configure_refuses_options_beside_an_optimizer_instance():
+    """An Optimizer comes with its own lr and options; others given too were ignored."""
+    model = RNN(3, 4, 2, seed=0)
+    sgd = fastrnn.optim.SGD(0.1)
+    with pytest.raises(TypeError, match=r"^configure: an Optimizer instance .* got lr, "
+                                         r"momentum"):
+        model.configure(sgd, lr=0.5, momentum=0.9)
+    assert model.configure(sgd) is sgd and model.optimizer.lr == 0.1
+
+
+def test_configure_refuses_a_learning_rate_the_params_dtype_cannot_hold():
+    """float32 params: lr=1e308 would become inf and every update would be undone."""
+    model = RNN(3, 4, 2, dtype=np.float32, seed=0)
+    with pytest.raises(ValueError, match=r"^lr: expected a positive number that float32 "
+                                         r"can hold, got 1e\+308"):
+        model.configure("sgd", lr=1e308)
+    assert model.configure("sgd", lr=1e30).lr == 1e30
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     """A crash mid-save leaves the previous checkpoint intact and no temporary file."""
     model, _ = trained(3)
