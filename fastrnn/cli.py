@@ -166,7 +166,8 @@ def train(args) -> int:
         model.configure(args.optimizer, lr)
     unigram = _unigram_entropy(ids[:split], len(vocab))
     p, schedule = model.params, model.optimizer.schedule
-    decay = ", cosine decay" if isinstance(schedule, optim.Cosine) else ""
+    decay = f", cosine decay to {schedule.min_lr:g} over {schedule.total} steps" \
+        if isinstance(schedule, optim.Cosine) else ""
     print(f"fastrnn {__version__}: {len(text):,} characters of {source}, vocabulary "
           f"{len(vocab)}, {p.cell} x {p.num_layers} layer(s), H={p.hidden_size}, window "
           f"T={args.window}, batch B={args.batch}, {p.dtype.name}, "
@@ -250,25 +251,29 @@ def info(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+def _parsed(parse, text: str, expected: str, valid):
+    """parse(text) when that is a valid value, else argparse's error with ``expected``
+    (argparse's own would name the parsing function)."""
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _parsed(int, text, "a positive int", lambda value: value >= 1)
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative int, got {value}")
-    return value
+    return _parsed(int, text, "a non-negative int", lambda value: value >= 0)
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+    return _parsed(float, text, "a positive number",
+                   lambda value: value > 0 and math.isfinite(value))
 
 
 def main(argv=None) -> int:
@@ -338,7 +343,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except FloatingPointError as exc:           # a loss or output of the model overflowed
+    except (FloatingPointError, OSError) as exc:    # an overflowing loss, a failed save
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -156,6 +156,37 @@ def test_a_non_finite_stop_saves_the_last_good_model_and_names_the_options(
     assert RNN.load(ckpt).progress["steps"] == 2
 
 
+@pytest.mark.parametrize("option, value, expected", [
+    ("--steps", "x", "expected a positive int, got 'x'"),
+    ("--lr", "fast", "expected a positive number, got 'fast'"),
+    ("--sample", "1.5", "expected a non-negative int, got '1.5'")])
+def test_an_unparsable_number_is_named_without_internals(corpus, tmp_path, capsys, option,
+                                                         value, expected):
+    with pytest.raises(SystemExit) as info:
+        cli.main(train_args(corpus, tmp_path / "c.npz", option, value))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: {expected}" in err and "_int" not in err, err
+
+
+def test_a_failed_save_is_an_error_line(corpus, tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RNN, "save", full)
+    assert cli.main(train_args(corpus, tmp_path / "c.npz", "--steps", "2")) == 1
+    assert capsys.readouterr().err == "error: [Errno 28] No space left on device\n"
+
+
+def test_the_banner_shows_the_cosine_schedule(corpus, tmp_path, capsys):
+    """A resumed run keeps the schedule of the first (its length included)."""
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt, "--cosine", "--steps", "4")) == 0
+    assert "lr=0.003, cosine decay to 0.0003 over 4 steps" in capsys.readouterr().out
+    assert cli.main(train_args(corpus, ckpt, "--resume", "--steps", "6")) == 0
+    assert "cosine decay to 0.0003 over 4 steps" in capsys.readouterr().out
+
+
 def test_no_rate_is_reported_when_no_step_was_timed(corpus, tmp_path, capsys):
     """The first step compiles and is not timed: one step, or a resumed run with nothing
     left to train, has no characters/s to report (they were "nan characters/s")."""
@@ -307,7 +338,7 @@ def test_bad_options_are_refused_before_a_resumed_run(corpus, tmp_path, capsys, 
     with pytest.raises(SystemExit) as exc:
         cli.main(train_args(corpus, ckpt, "--resume", "--steps", "40", option, value))
     assert exc.value.code == 2
-    assert f"argument {option}: expected a non-negative int, got {value}" in \
+    assert f"argument {option}: expected a non-negative int, got '{value}'" in \
         capsys.readouterr().err
     assert ckpt.read_bytes() == before
 
