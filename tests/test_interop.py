@@ -140,6 +140,30 @@ def test_batch_first_and_dropout_are_ignored():
                                   from_torch(plain, linear).data)
 
 
+@cells
+def test_modules_without_biases_are_read_as_zero_biases(cell):
+    """bias=False (the module, the Linear or both, as in a tied output layer): the Params
+    hold zero biases and compute the module's outputs and final states."""
+    for module_bias, linear_bias in ((False, True), (True, False), (False, False)):
+        module, linear = make_module(cell, 2, True, bias=module_bias)
+        linear = torch.nn.Linear(linear.in_features, O, bias=linear_bias,
+                                 dtype=torch.float64)
+        params = from_torch(module, linear)
+        for layer in params.layers:
+            for bias in (layer.b, layer.b_hh):
+                assert bias is None or module_bias or not bias.any()
+        assert linear_bias or not params.c.any()
+        x = torch.randn(T, B, D, dtype=torch.float64)
+        h0 = torch.randn(4, B, H, dtype=torch.float64)
+        state = (h0, torch.randn(4, B, H, dtype=torch.float64)) if cell == "lstm" else h0
+        o, finals = run(module, linear, x, state)
+        mine = fastrnn.forward(params, x.numpy(), tuple(s.numpy() for s in state)
+                               if cell == "lstm" else state.numpy())
+        np.testing.assert_allclose(mine[0], o, rtol=1e-12, atol=1e-14)
+        for got, want in zip(mine[1] if cell == "lstm" else (mine[1],), finals):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
 def _with_double(name, module):
     """module with its parameter ``name`` turned to float64."""
     getattr(module, name).data = getattr(module, name).data.double()
@@ -149,13 +173,11 @@ def _with_double(name, module):
 @pytest.mark.parametrize("make, error, prefix", [
     (lambda: (torch.nn.Linear(D, H), torch.nn.Linear(H, O)), TypeError, "module:"),
     (lambda: (torch.nn.GRUCell(D, H), torch.nn.Linear(H, O)), TypeError, "module:"),
-    (lambda: (torch.nn.RNN(D, H, bias=False), torch.nn.Linear(H, O)), ValueError, "module:"),
     (lambda: (torch.nn.LSTM(D, H, proj_size=2), torch.nn.Linear(2, O)), ValueError,
      "module:"),
     (lambda: (torch.nn.GRU(D, H, dtype=torch.float16), torch.nn.Linear(H, O)), TypeError,
      "module:"),
     (lambda: (torch.nn.RNN(D, H), torch.nn.RNN(H, O)), TypeError, "linear:"),
-    (lambda: (torch.nn.RNN(D, H), torch.nn.Linear(H, O, bias=False)), ValueError, "linear:"),
     (lambda: (torch.nn.RNN(D, H), torch.nn.Linear(H + 1, O)), ValueError, "linear:"),
     (lambda: (torch.nn.GRU(D, H, bidirectional=True), torch.nn.Linear(H, O)), ValueError,
      "linear:"),
@@ -169,8 +191,7 @@ def _with_double(name, module):
      "module: weight_ih_l0 is on the meta device"),
     (lambda: (torch.nn.GRU(D, H), torch.nn.Linear(H, O, device="meta")), ValueError,
      "linear: weight is on the meta device"),
-], ids=["not-rnn", "cell", "no-bias", "proj", "float16", "linear-type", "linear-no-bias",
-        "in-features", "in-features-bi", "linear-dtype", "mixed-dtype", "linear-mixed-dtype",
+], ids=["not-rnn", "cell", "proj", "float16", "linear-type", "in-features", "in-features-bi", "linear-dtype", "mixed-dtype", "linear-mixed-dtype",
         "meta", "linear-meta"])
 def test_from_torch_rejects(make, error, prefix):
     with pytest.raises(error) as info:

@@ -70,12 +70,13 @@ def from_torch(module, linear) -> Params:
     Parameters
     ----------
     module : torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU
-        Any ``num_layers`` and ``bidirectional``; ``bias=True`` and, for the LSTM,
-        ``proj_size=0``; every weight of one dtype. ``batch_first`` and ``dropout`` are
-        ignored: the Params compute the module's outputs in eval mode.
+        Any ``num_layers`` and ``bidirectional``; for the LSTM, ``proj_size=0``; every
+        weight of one dtype. ``batch_first`` and ``dropout`` are ignored: the Params
+        compute the module's outputs in eval mode. With ``bias=False`` the Params' b
+        (and b_hh) are zeros.
     linear : torch.nn.Linear
-        The output layer, with ``in_features = (2 if bidirectional else 1) * hidden_size``
-        and a bias.
+        The output layer, with ``in_features = (2 if bidirectional else 1) * hidden_size``;
+        without a bias (a tied output layer, say), c is zeros.
 
     Returns
     -------
@@ -88,12 +89,8 @@ def from_torch(module, linear) -> Params:
                         f"got {type(module).__name__}")
     if not isinstance(linear, torch.nn.Linear):
         raise TypeError(f"linear: expected torch.nn.Linear, got {type(linear).__name__}")
-    if not module.bias:
-        raise ValueError("module: expected bias=True, got bias=False")
     if module.proj_size:
         raise ValueError(f"module: expected proj_size=0, got proj_size={module.proj_size}")
-    if linear.bias is None:
-        raise ValueError("linear: expected bias=True, got bias=False")
     dirs = 2 if module.bidirectional else 1
     if linear.in_features != dirs * module.hidden_size:
         raise ValueError(f"linear: expected in_features = {dirs * module.hidden_size} "
@@ -114,13 +111,19 @@ def from_torch(module, linear) -> Params:
                     cell=_MODES[module.mode], num_layers=module.num_layers,
                     bidirectional=module.bidirectional,
                     dtype=np.float64 if dtype == torch.float64 else np.float32)
-    return _fill(params, lambda name: _numpy(getattr(module, name)), _numpy(linear.weight),
-                 _numpy(linear.bias))
+    def tensor(name):
+        if name.startswith("bias") and not module.bias:     # bias=False: zeros
+            return 0.0
+        return _numpy(getattr(module, name))
+
+    return _fill(params, tensor, _numpy(linear.weight),
+                 0.0 if linear.bias is None else _numpy(linear.bias))
 
 
 def _fill(params: Params, tensor, weight, bias) -> Params:
     """Copy a module's tensors into params: ``tensor(name)`` is the array of PyTorch's
-    ``name`` (weight_ih_l0, ...), weight and bias the Linear's; returns params."""
+    ``name`` (weight_ih_l0, ...), weight and bias the Linear's; returns params. A bias
+    may be the scalar 0.0 (a module without biases)."""
     dirs = params.num_directions
     for k in range(params.num_layers):
         for d in range(dirs):
