@@ -54,11 +54,39 @@ def test_cross_entropy_does_not_overflow():
     np.testing.assert_allclose(do, [[[0.0, 0.0, 0.0]]], atol=1e-12)
 
 
-def test_mean_is_sum_divided_by_the_number_of_terms():
-    params, x, y, h0 = make_problem(T=5, B=2, loss="mse")
-    L_sum = fastrnn.loss_and_grad(params, x, y, h0, loss="mse")[0]
-    L_mean = fastrnn.loss_and_grad(params, x, y, h0, loss="mse", reduction="mean")[0]
-    assert L_mean == pytest.approx(L_sum / y.size, rel=1e-14)
+@pytest.mark.parametrize("loss, terms", [("cross_entropy", 5 * 2), ("mse", 5 * 2 * 3)])
+def test_mean_is_sum_divided_by_the_number_of_terms(loss, terms):
+    """T * B terms for cross-entropy (one per token), T * B * O for squared error."""
+    params, x, y, h0 = make_problem(T=5, B=2, O=3, loss=loss)
+    L_sum, g_sum, _ = fastrnn.loss_and_grad(params, x, y, h0, loss=loss, backend="reference")
+    g_sum = g_sum.data.copy()
+    L_mean, g_mean, _ = fastrnn.loss_and_grad(params, x, y, h0, loss=loss, reduction="mean",
+                                              backend="reference")
+    assert L_mean == pytest.approx(L_sum / terms, rel=1e-14)
+    np.testing.assert_allclose(g_mean.data, g_sum / terms, rtol=1e-14, atol=1e-17)
+
+
+def test_kappa_and_da_are_the_derivatives_of_the_loss():
+    """kappa_t = dL/ds_t and da_t = dL/da_t, by finite differences on s_t and a_t."""
+    params, x, y, h0 = make_problem(T=5, B=2)
+    U, W, b, V, c = params.U, params.W, params.b, params.V, params.c
+    a, s, o = reference.rnn_forward(U, W, b, V, c, x, h0)
+    g = reference.bptt(U, W, V, x, a, s, reference.cross_entropy(o, y)[1])
+
+    def loss_from(t, s_t):
+        """L_t + ... + L_T as a function of s_t (the steps before t do not depend on it)."""
+        L = reference.cross_entropy((c + s_t @ V.T)[None], y[t - 1:t])[0]
+        if t < len(x):
+            L += reference.cross_entropy(reference.rnn_forward(U, W, b, V, c, x[t:], s_t)[2],
+                                         y[t:])[0]
+        return L
+
+    for t in range(1, len(x) + 1):
+        e = np.zeros_like(h0)
+        kappa_t = numeric_gradient(lambda: loss_from(t, s[t] + e), e)
+        da_t = numeric_gradient(lambda: loss_from(t, np.tanh(a[t - 1] + e)), e)
+        assert relative_error(kappa_t, g["kappa"][t - 1]) <= 1e-8, t
+        assert relative_error(da_t, g["da"][t - 1]) <= 1e-8, t
 
 
 def test_final_state_carries_over():
