@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 
 from fastrnn.gradcheck import numeric_gradient, relative_error
-from fastrnn.reference.gru import gru_bptt, gru_forward
-from fastrnn.reference.lstm import lstm_bptt, lstm_forward
+from fastrnn.reference.gru import (gru_bptt, gru_forward, gru_gates, gru_pre_activations,
+                                   gru_state_update)
+from fastrnn.reference.lstm import (lstm_bptt, lstm_cell_update, lstm_forward, lstm_gates,
+                                    lstm_pre_activation)
 from fastrnn.reference.rnn import loss_and_output_grad
 
 GATES = {"lstm": 4, "gru": 3}
@@ -86,6 +88,42 @@ def test_gradcheck_detects_a_wrong_gradient():
 
     assert relative_error(numeric_gradient(f, arrays["W"]), analytic["W"]) > 1e-4
     assert relative_error(numeric_gradient(f, arrays["U"]), analytic["U"]) <= 1e-6
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_kappa_and_da_are_the_derivatives_of_the_loss(cell):
+    """kappa_t = dL/dh_t and da_t = dL/da_t (the GRU's: dL/dax_t), by finite differences."""
+    arrays, x, y = make_gated_problem(cell, T=4, B=2)
+    U, W, b, V, c = (arrays[name] for name in ("U", "W", "b", "V", "c"))
+    cache = forward(cell, arrays, x)
+    do = loss_and_output_grad(cache["o"], y)[1]
+    g = (lstm_bptt if cell == "lstm" else gru_bptt)(U, W, V, x, cache, do)
+    h = cache["h"]
+
+    def loss_from(t, h_t, c_t):
+        """L_t + ... + L_T as a function of the state at step t."""
+        L = loss_and_output_grad((c + h_t @ V.T)[None], y[t - 1:t])[0]
+        if t < len(x):
+            L += loss_and_output_grad(forward(cell, dict(arrays, h0=h_t, c0=c_t), x[t:])["o"],
+                                      y[t:])[0]
+        return L
+
+    def state_from(t, e):
+        """(h_t, c_t) with e added to the pre-activation a_t (the GRU's ax_t)."""
+        if cell == "lstm":
+            a_t = lstm_pre_activation(U, W, b, x[t - 1], h[t - 1]) + e
+            c_t, h_t = lstm_cell_update(lstm_gates(a_t), cache["c"][t - 1])
+            return h_t, c_t
+        ax_t, ah_t = gru_pre_activations(U, W, b, arrays["b_hh"], x[t - 1], h[t - 1])
+        return gru_state_update(gru_gates(ax_t + e, ah_t), h[t - 1]), None
+
+    for t in range(1, len(x) + 1):
+        c_t = cache["c"][t] if cell == "lstm" else None
+        e_h, e_a = np.zeros_like(h[t]), np.zeros_like(g["da"][t - 1])
+        kappa_t = numeric_gradient(lambda: loss_from(t, h[t] + e_h, c_t), e_h)
+        da_t = numeric_gradient(lambda: loss_from(t, *state_from(t, e_a)), e_a)
+        assert relative_error(kappa_t, g["kappa"][t - 1]) <= 1e-8, t
+        assert relative_error(da_t, g["da"][t - 1]) <= 1e-8, t
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
