@@ -6,7 +6,9 @@ equations, a Python loop over time, the derivation's names.
 
 Legend: T time steps, B batch, D input size, H hidden size, O output size.
 The derivation writes column vectors (``W s``); a batch holds one sequence per row, so
-the code computes the same products row-wise (``s @ W.T``).
+the code computes the same products row-wise: W s is ``s @ W.T``, V^T kappa is
+``kappa @ V``, and an outer product such as dL/da_t s_{t-1}^T, summed over the batch,
+is ``da.T @ s``. The loss and every weight and bias gradient are summed over the batch.
 
 Forward, for t = 1 .. T, starting from s_0 = h0:
 
@@ -14,9 +16,11 @@ Forward, for t = 1 .. T, starting from s_0 = h0:
     s_t = f(a_t)
     o_t = c + V s_t
     p_t = softmax(o_t)                     (cross-entropy models)
+    L_t = -log p_t[y_t]    or    ||o_t - y_t||^2      (cross-entropy or squared error)
     L   = sum_t L_t
 
-Backward (BPTT), for t = T .. 1, with kappa_{T+1} = 0:
+Backward (BPTT), for t = T .. 1, with kappa_{T+1} = 0, starting from the loss gradient
+dL/do_t = p_t - onehot(y_t) (cross-entropy) or 2 (o_t - y_t) (squared error):
 
     kappa_t = dL/ds_t = V^T dL/do_t + W^T (f'(a_{t+1}) * kappa_{t+1})
     dL/da_t = f'(a_t) * kappa_t
@@ -24,8 +28,9 @@ Backward (BPTT), for t = T .. 1, with kappa_{T+1} = 0:
     dL/dW = sum_t dL/da_t s_{t-1}^T      dL/db = sum_t dL/da_t
     dL/dU = sum_t dL/da_t x_t^T          dL/dh0 = W^T dL/da_1
 
-Arrays are 0-based in time: ``a[t]`` and ``o[t]`` hold a_{t+1} and o_{t+1}, while the
-states keep the derivation's index, ``s[t]`` = s_t, because they start with s_0 = h0.
+Arrays are 0-based in time: ``a[t]``, ``o[t]``, ``kappa[t]`` and ``da[t]`` hold step
+t + 1, while the states keep the derivation's index, ``s[t]`` = s_t, because they start
+with s_0 = h0. The comments in the loops use the derivation's index.
 """
 from __future__ import annotations
 
@@ -147,7 +152,7 @@ def bptt(U, W, V, x, a, s, do, cell="tanh"):
 
     x (T, B, D) or token ids (T, B); a (T, B, H); s (T + 1, B, H); do = dL/do (T, B, O).
     Returns a dict with dU, dW, db, dV, dc, dh0 and the per-step kappa (T, B, H) and
-    da = dL/da (T, B, H).
+    da = dL/da (T, B, H), indexed like a: kappa[t] = kappa_{t+1} = dL/ds_{t+1}.
     """
     T = a.shape[0]
     dU, dW, dV = np.zeros_like(U), np.zeros_like(W), np.zeros_like(V)
@@ -159,14 +164,14 @@ def bptt(U, W, V, x, a, s, do, cell="tanh"):
     for t in reversed(range(T)):
         kappa[t] = do[t] @ V + from_next          # kappa_t = V^T dL/do_t + W^T (...)
         da[t] = activation_derivative(cell, a[t], s[t + 1]) * kappa[t]   # f'(a_t) * kappa_t
-        from_next = da[t] @ W
+        from_next = da[t] @ W                     # W^T dL/da_t, to step t - 1
 
         dV += do[t].T @ s[t + 1]                  # dL/do_t s_t^T
         dc += do[t].sum(axis=0)
         dW += da[t].T @ s[t]                      # dL/da_t s_{t-1}^T
         db += da[t].sum(axis=0)
         if x.ndim == 2:                           # token ids: dL/da_t e_i^T adds to column i
-            np.add.at(dU.T, x[t], da[t])
+            np.add.at(dU.T, x[t], da[t])          # (add.at, so that repeated ids all add)
         else:
             dU += da[t].T @ x[t]                  # dL/da_t x_t^T
     dh0 = from_next                               # dL/ds_0 = W^T dL/da_1
