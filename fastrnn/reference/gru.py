@@ -16,6 +16,7 @@ weights of a one-layer ``torch.nn.GRU`` load unchanged:
     b (3H,)   = bias_ih_l0              b_hh (3H,)   = bias_hh_l0
     V (O, H), c (O,)                    the output layer, as in rnn.py
 
+A subscript r, z or n names a block of H rows (W_n = W[2H:3H], b_hn = b_hh[2H:3H]).
 Unlike the vanilla RNN and the LSTM, the GRU needs both biases. The reset gate multiplies
 the hidden side of the candidate, W_n h_{t-1} + b_hn, so b_hn is scaled by r_t and b_n is
 not. For r and z the two biases are only ever summed, and their gradients are equal.
@@ -66,7 +67,11 @@ sigmoid = activation("sigmoid")
 
 
 def split_gates(z):
-    """The three H-column blocks of a (..., 3H) array, in the order r, z, n, as views."""
+    """The three H-column blocks of a (..., 3H) array, in the order r, z, n, as views.
+
+    They are the row blocks of U and W: row-wise, ``x_t @ U.T`` turns rows into columns.
+    (``z`` is any such array here, not the update gate.)
+    """
     return np.split(z, 3, axis=-1)
 
 

@@ -65,7 +65,10 @@ sigmoid = activation("sigmoid")
 
 
 def split_gates(z):
-    """The four H-column blocks of a (..., 4H) array, in the order i, f, g, og, as views."""
+    """The four H-column blocks of a (..., 4H) array, in the order i, f, g, og, as views.
+
+    They are the row blocks of U and W: row-wise, ``x_t @ U.T`` turns rows into columns.
+    """
     return np.split(z, 4, axis=-1)
 
 
