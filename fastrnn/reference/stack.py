@@ -23,10 +23,11 @@ makes its backpropagation the single-layer BPTT unchanged: where the derivation 
 V^T dL/do_t, the gradient arriving at the states, a cell inside the stack receives
 
     dL/dh_t^(L-1) = V^T dL/do_t                         the top layer, as before
-    dL/dh_t^(k)   = U^(k+1)T dL/da_t^(k+1)              from the layer above
+    dL/dh_t^(k)   = sum_d U^(k+1,d)T dL/da_t^(k+1,d)    from the layer above (d: its cells)
 
 so BPTT runs layer by layer from the top down, and each layer hands the one below it
-dL/dx_t = U^T dL/da_t (for the GRU, dL/dax_t, the input side of its gates).
+dL/dx_t = U^T dL/da_t (for the GRU, dL/dax_t, the input side of its gates). In a
+bidirectional layer, dL/dh_t is 2H wide: each cell takes its own H-column half.
 """
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def cell_bptt(cell, layer, x, cache, dh):
     """BPTT through one layer in one direction, given dh = dL/dh_t (T, B, H) from above.
 
     Returns the single-layer reference's gradients (dU, dW, db, dh0, and db_hh or dc0),
-    with da = dL/da_t (T, B, G), through which dL/dx_t = U^T dL/da_t.
+    with da = dL/da_t (T, B, G), through which dL/dx_t = U^T dL/da_t; G is the number
+    of rows of U (H for the vanilla cell, 4H for the LSTM, 3H for the GRU).
     """
     I, _ = _identity_output(layer.W.shape[1], layer.W.dtype)
     if cell == "lstm":
@@ -83,8 +85,9 @@ def stack_forward(params, x, h0, c0=None):
 
     h0 (and the LSTM's c0) (n, B, H), one state per cell in ``params.layers`` order.
     Returns o (T, B, O) and a cache for ``stack_bptt`` holding, per cell, the
-    single-layer cache ("cells"), the input of every layer ("inputs"), and the final
-    states h_T and c_T (n, B, H) ("h_T", "c_T"; c_T is None but for the LSTM).
+    single-layer cache ("cells"), the input of every layer ("inputs"), the top layer's
+    states h_t^(L-1) (T, B, dirs * H) ("top"), and the final states h_T and c_T (n, B, H)
+    ("h_T", "c_T"; c_T is None but for the LSTM).
     """
     dirs = params.num_directions
     caches, inputs, h_T, c_T = [], [], [], []
