@@ -89,6 +89,21 @@ def test_kappa_and_da_are_the_derivatives_of_the_loss():
         assert relative_error(da_t, g["da"][t - 1]) <= 1e-8, t
 
 
+def test_sigmoid_cell_follows_the_equations():
+    """PyTorch has no sigmoid RNN: a_t = b + W s_{t-1} + U x_t in column form, and
+    s_t = (1 + tanh(a_t / 2)) / 2, the logistic function written another way."""
+    params, x, _, h0 = make_problem(T=3, B=2, cell="sigmoid")
+    U, W, b, V, c = params.U, params.W, params.b, params.V, params.c
+    a, s, o = reference.rnn_forward(U, W, b, V, c, x, h0, "sigmoid")
+    s_prev = h0.T                                 # one column per sequence
+    for t in range(len(x)):
+        a_t = b[:, None] + W @ s_prev + U @ x[t].T
+        s_prev = (1.0 + np.tanh(a_t / 2.0)) / 2.0
+        np.testing.assert_allclose(a[t], a_t.T, rtol=1e-13)
+        np.testing.assert_allclose(s[t + 1], s_prev.T, rtol=1e-13)
+        np.testing.assert_allclose(o[t], (c[:, None] + V @ s_prev).T, rtol=1e-13)
+
+
 def test_final_state_carries_over():
     """Two halves with the state carried equal one whole sequence."""
     params, x, y, h0 = make_problem(T=8, B=2)
