@@ -74,8 +74,9 @@ class TrainingStep:
 class TorchTrainingStep:
     """PyTorch's ``nn.RNN`` + ``nn.Linear`` + ``cross_entropy``, forward and backward.
 
-    The same sizes and inputs as TrainingStep (``fastrnn.bench._torch_step``; token ids
-    are one-hot encoded once, in setup). Skipped when torch is not installed.
+    The same sizes, weights (``fastrnn.interop.to_torch``) and inputs as TrainingStep
+    (``fastrnn.bench._torch_step``; token ids are one-hot encoded once, in setup).
+    Skipped when torch is not installed.
     """
 
     params = (list(SIZE_NAMES), list(DTYPES))

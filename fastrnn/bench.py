@@ -2,10 +2,11 @@
 
 Measures a training step (forward, loss, BPTT) of fastrnn's backends, of a
 min-char-rnn-style NumPy loop and of PyTorch's CPU ``nn.RNN`` + ``nn.Linear`` +
-cross-entropy on the same inputs, and this machine's GEMM peak, each system in its own
-process (on a few cores the thread pools of different libraries disturb each other).
-Every process warms up first (compilation is never timed) and reports the median of
-repeated runs; ratios are taken between figures of the same run.
+cross-entropy with the same weights (``fastrnn.interop.to_torch``) on the same inputs,
+and this machine's GEMM peak, each system in its own process (on a few cores the thread
+pools of different libraries disturb each other). Every process warms up first
+(compilation is never timed) and reports the median of repeated runs; ratios are taken
+between figures of the same run.
 
 FLOPs are counted as forward 2 T B H (D + H + O) and backward twice that.
 
@@ -76,12 +77,19 @@ def _median_ms(fn, budget=2.0, min_runs=5, max_runs=200) -> float:
     return 1e3 * statistics.median(times)
 
 
+def _params(size):
+    """The seeded params (D, H, O) of a vanilla size, shared by fastrnn and PyTorch."""
+    import fastrnn
+
+    return fastrnn.init_params(size["D"], size["H"], size["O"], dtype=size["dtype"],
+                               seed=0)
+
+
 def _fastrnn_step(backend, size):
     import fastrnn
 
     x, y = _problem(**size)
-    params = fastrnn.init_params(size["D"], size["H"], size["O"], dtype=size["dtype"],
-                                 seed=0)
+    params = _params(size)
     return lambda: fastrnn.loss_and_grad(params, x, y, backend=backend)
 
 
@@ -126,13 +134,18 @@ def _numpy_loop_step(size):
 
 
 def _torch_step(size):
+    """``nn.RNN`` + ``nn.Linear`` with ``_fastrnn_step``'s weights, as a no-argument call.
+
+    It zeroes the gradients, runs forward, ``cross_entropy`` (reduction "sum") on the
+    one-hot encoded token ids or the dense inputs, and ``backward``; it returns the loss.
+    """
     import torch
 
-    torch.manual_seed(0)
+    from fastrnn.interop import to_torch
+
     dtype = getattr(torch, size["dtype"])
-    D, H, O = size["D"], size["H"], size["O"]
-    rnn = torch.nn.RNN(D, H, dtype=dtype)
-    linear = torch.nn.Linear(H, O, dtype=dtype)
+    D, O = size["D"], size["O"]
+    rnn, linear = to_torch(_params(size))
     x, y = _problem(**size)
     xt = torch.nn.functional.one_hot(torch.from_numpy(x), D).to(dtype) if size["tokens"] \
         else torch.from_numpy(x)

@@ -1,4 +1,4 @@
-"""The gated cases of ``python -m fastrnn bench``: their plumbing at tiny sizes, untimed."""
+"""The cases of ``python -m fastrnn bench``: their plumbing at tiny sizes, untimed."""
 import io
 
 import numpy as np
@@ -16,6 +16,12 @@ TINY_CASES = {
                        target=None),
     "lstm-infer": dict(TINY, cell="lstm", num_layers=1, bidirectional=False, train=False,
                        target=1.5),
+}
+
+
+TINY_SIZES = {
+    "ids": dict(T=3, B=2, D=5, H=4, O=3, dtype="float64", tokens=True),
+    "dense": dict(T=3, B=2, D=5, H=4, O=3, dtype="float32", tokens=False),
 }
 
 
@@ -47,6 +53,16 @@ def test_torch_step_computes_what_fastrnn_does(name, backend):
         np.testing.assert_allclose(theirs.item(), ours[0], rtol=1e-5)
     else:
         np.testing.assert_allclose(theirs.numpy(), ours[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", TINY_SIZES)
+def test_vanilla_torch_step_computes_what_fastrnn_does(name):
+    pytest.importorskip("torch")
+    size = TINY_SIZES[name]
+    ours = bench._fastrnn_step("numba", size)()
+    torch_step = bench._torch_step(size)
+    np.testing.assert_allclose(torch_step().item(), ours[0], rtol=1e-5)
+    np.testing.assert_allclose(torch_step().item(), ours[0], rtol=1e-5)
 
 
 @pytest.mark.parametrize("system", ["numba", "reference", "torch"])
