@@ -65,6 +65,14 @@ def test_vanilla_torch_step_computes_what_fastrnn_does(name):
     np.testing.assert_allclose(torch_step().item(), ours[0], rtol=1e-5)
 
 
+def test_training_flops_count_the_products_of_a_step():
+    T, B, D, H, O = 7, 3, 5, 4, 2
+    forward = D + H + O                   # U x_t, W s_{t-1}, V s_t
+    backward = O + O + H + H + D          # dV, V^T do_t, W^T da_{t+1}, dW, dU; no dx
+    assert bench.training_flops(T=T, B=B, D=D, H=H, O=O) == \
+        2 * T * B * H * (forward + backward)
+
+
 @pytest.mark.parametrize("system", ["numba", "reference", "torch"])
 def test_worker_runs_a_gated_job(monkeypatch, system):
     if system == "torch":
