@@ -185,20 +185,23 @@ def _stream_step_us(backend):
     o = np.zeros((s["B"], s["O"]), dtype=s["dtype"])
     stream = fastrnn.Stream(params, batch_size=s["B"], backend=backend)
     out = (o, h)
-    n = 20000
-    results = {}
-    for name, fn in (("step", lambda: fastrnn.step(params, x, h, out=out, backend=backend)),
-                     ("Stream", lambda: stream(x))):
-        for _ in range(1000):
+    return {"step": _per_call_us(lambda: fastrnn.step(params, x, h, out=out,
+                                                      backend=backend)),
+            "Stream": _per_call_us(lambda: stream(x))}
+
+
+def _per_call_us(fn) -> float:
+    """Microseconds per call of fn(): after 1000 calls of warm-up, the median of 7 means
+    over 20,000 calls each (a single call is too short to time on its own)."""
+    for _ in range(1000):
+        fn()
+    means = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        for _ in range(20000):
             fn()
-        runs = []
-        for _ in range(7):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            runs.append((time.perf_counter() - t0) / n)
-        results[name] = 1e6 * statistics.median(runs)
-    return results
+        means.append((time.perf_counter() - t0) / 20000)
+    return 1e6 * statistics.median(means)
 
 
 def _torch_cell_step_us():
@@ -209,7 +212,7 @@ def _torch_cell_step_us():
     x = torch.ones(s["B"], s["D"], dtype=cell.weight_ih.dtype)
     h = torch.zeros(s["B"], s["H"], dtype=cell.weight_ih.dtype)
     with torch.inference_mode():
-        return 1e3 * _median_ms(lambda: cell(x, h), budget=1.0, max_runs=20000)
+        return _per_call_us(lambda: cell(x, h))
 
 
 def _gated_problem(case: dict, seed=0):

@@ -84,6 +84,17 @@ def test_worker_runs_a_gated_job(monkeypatch, system):
     assert ("threads" in result) == (system == "torch")
 
 
+@pytest.mark.parametrize("system", ["reference", "torch"])
+def test_stream_figures_are_timed_alike(monkeypatch, system):
+    if system == "torch":
+        pytest.importorskip("torch")
+    timed = []
+    monkeypatch.setattr(bench, "_per_call_us", lambda fn: timed.append(fn()) or 1.0)
+    expected = {"RNNCell": 1.0} if system == "torch" else {"step": 1.0, "Stream": 1.0}
+    assert bench.worker(f"stream:{system}") == expected
+    assert len(timed) == len(expected)
+
+
 def _canned(job):
     kind, _, arg = job.partition(":")
     assert kind == "gated"
