@@ -125,3 +125,17 @@ def test_gated_cases_are_off_by_default(monkeypatch):
     out = io.StringIO()
     assert bench.run(sizes=(), systems=("numba",), stream=False, out=out) == {}
     assert out.getvalue() == ""
+
+
+def test_a_failed_peak_measurement_is_reported_not_raised(monkeypatch):
+    """The GEMM peak's process failing leaves the timings and drops the % of peak."""
+    def canned(job):
+        kind, _, arg = job.partition(":")
+        return {"error": "MemoryError"} if kind == "peak" else {"ms": 5.0}
+
+    monkeypatch.setattr(bench, "_run_in_subprocess", canned)
+    out = io.StringIO()
+    results = bench.run(sizes=("S",), systems=("numba",), stream=False, out=out)
+    text = out.getvalue()
+    assert "float32 failed, float64 failed" in text
+    assert results["S"] == {"numba": 5.0} and "% of peak" not in text
