@@ -5,10 +5,13 @@ O output.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import secrets
+import signal
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -227,7 +230,9 @@ class RNN:
         skipped and counted with "skip".
 
         ``callback(info)`` is called after every step with a dict of step, epoch, loss,
-        grad_norm and tokens (T * B). Returns the progress dict.
+        grad_norm and tokens (T * B). Returns the progress dict. Ctrl-C during a step
+        raises KeyboardInterrupt once that step is complete, so that the model (and a
+        checkpoint saved then) continues exactly.
         """
         window = check_window(window)
         epochs = _positive_int(epochs, "epochs")
@@ -258,13 +263,14 @@ class RNN:
                 for part in _state_parts(self.carry):
                     part.fill(0.0)
             stop = min(start + window, N)
-            loss, grad_norm = self._train_step(x[start:stop], y[start:stop], clip_norm,
-                                               clip_value, on_nonfinite)
-            done += 1
-            progress["steps"] += 1
-            progress["position"] = stop if stop < N else 0
-            if stop == N:
-                progress["epoch"] += 1
+            with _ctrl_c_after_the_block():      # a step and its bookkeeping, or nothing
+                loss, grad_norm = self._train_step(x[start:stop], y[start:stop], clip_norm,
+                                                   clip_value, on_nonfinite)
+                done += 1
+                progress["steps"] += 1
+                progress["position"] = stop if stop < N else 0
+                if stop == N:
+                    progress["epoch"] += 1
             if callback is not None:
                 callback(dict(step=progress["steps"], epoch=progress["epoch"], loss=loss,
                               grad_norm=grad_norm, tokens=(stop - start) * B))
@@ -449,6 +455,29 @@ def _checkpoint_path(path) -> Path:
     if not path.parent.is_dir():
         raise ValueError(f"path: cannot write {path}: no such folder {path.parent}")
     return path
+
+
+@contextlib.contextmanager
+def _ctrl_c_after_the_block():
+    """Hold Ctrl-C (SIGINT) back until the block is done, then raise KeyboardInterrupt.
+
+    A training step updates params, optimiser state, carried state and progress one
+    after the other; interrupted in between, a checkpoint saved then would not resume
+    exactly. Where Python's own SIGINT handler is not the one installed (another
+    thread, a custom handler), the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:

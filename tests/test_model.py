@@ -2,6 +2,7 @@
 import functools
 import math
 import os
+import signal
 import re
 import tracemalloc
 
@@ -152,6 +153,32 @@ def test_configure_refuses_a_learning_rate_the_params_dtype_cannot_hold():
                                          r"can hold, got 1e\+308"):
         model.configure("sgd", lr=1e308)
     assert model.configure("sgd", lr=1e30).lr == 1e30
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or not hasattr(os, "kill"),
+                    reason="needs SIGINT")
+def test_ctrl_c_during_an_update_stops_after_the_step_is_complete(monkeypatch):
+    """Ctrl-C arriving while the optimiser updates the params: fit stops once that step's
+    bookkeeping (step count, position, carried state) is done too, so that a checkpoint
+    saved then resumes exactly."""
+    vocab, x, y = char_streams()
+    interrupted, straight = (RNN.char_model(vocab, 8, seed=0) for _ in range(2))
+    for model in (interrupted, straight):
+        model.configure("adam", 1e-2)
+    real = type(interrupted.optimizer).step
+
+    def step_then_ctrl_c(self, params, grads):
+        real(self, params, grads)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(type(interrupted.optimizer), "step", step_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(x, y, window=10, steps=3)
+    monkeypatch.undo()
+    straight.fit(x, y, window=10, steps=1)
+    assert interrupted.progress == straight.progress
+    np.testing.assert_array_equal(interrupted.params.data, straight.params.data)
+    np.testing.assert_array_equal(interrupted.carry, straight.carry)
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
