@@ -4,6 +4,7 @@ Legend: T time steps, B batch, D input size, H hidden size, O output size.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
@@ -14,27 +15,35 @@ from .backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT
 from .params import Grads, Params
 from .workspace import Workspace
 
-# Workspaces cached per Params object and (T, B). A handful covers the usual mix
-# (full training windows, a shorter last window, evaluation batches).
+# Workspaces cached per thread, Params object and (T, B). A handful covers the usual mix
+# (full training windows, a shorter last window, evaluation batches). Each thread has
+# caches of its own: the kernels release the GIL, and threads sharing one Params object
+# must not share the buffers a pass writes.
 _CACHE_SIZE = 4
-_workspaces: "weakref.WeakKeyDictionary[Params, dict]" = weakref.WeakKeyDictionary()
-# Streaming steps keep theirs apart, so that a step leaves the final state and the
-# gradients of a sequence of one step alone.
-_step_workspaces: "weakref.WeakKeyDictionary[Params, dict]" = weakref.WeakKeyDictionary()
+
+
+class _Caches(threading.local):
+    def __init__(self):
+        self.sequences: "weakref.WeakKeyDictionary[Params, dict]" = \
+            weakref.WeakKeyDictionary()
+        # Streaming steps keep theirs apart, so that a step leaves the final state and
+        # the gradients of a sequence of one step alone.
+        self.steps: "weakref.WeakKeyDictionary[Params, dict]" = weakref.WeakKeyDictionary()
+
+
+_caches = _Caches()
 
 
 def get_workspace(params: Params, T: int, B: int) -> Workspace:
-    """The cached Workspace for ``params`` and sequences of T steps in batches of B.
-
-    One cache serves one thread: threads that share a Params object pass their own
-    ``workspace=`` to ``loss_and_grad``.
-    """
-    return _cached_workspace(_workspaces, params, T, B)
+    """The calling thread's cached Workspace for ``params`` and sequences of T steps in
+    batches of B (each thread has its own, so threads may share a Params object)."""
+    return _cached_workspace(_caches.sequences, params, T, B)
 
 
 def _step_workspace(params: Params, B: int) -> Workspace:
-    """The cached Workspace of streaming steps of ``params`` in batches of B."""
-    return _cached_workspace(_step_workspaces, params, 1, B)
+    """The calling thread's cached Workspace of streaming steps of ``params`` in batches
+    of B."""
+    return _cached_workspace(_caches.steps, params, 1, B)
 
 
 def _cached_workspace(caches, params: Params, T: int, B: int) -> Workspace:
