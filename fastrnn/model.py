@@ -5,12 +5,12 @@ O output.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import secrets
 import signal
+import stat
 import threading
 import warnings
 import zipfile
@@ -178,8 +178,8 @@ class RNN:
     def configure(self, optimizer="adam", lr=None, **options) -> optim.Optimizer:
         """Choose the optimiser: a name from ``fastrnn.optim.OPTIMIZERS`` with its
         options and ``lr`` (2e-3 when None; a number or a schedule), or an Optimizer
-        instance, which carries its own. The learning rate must be one that the params'
-        dtype can hold (1e308 is inf in float32)."""
+        instance, which carries its own. The (initial) learning rate must be one that
+        the params' dtype can hold (1e308 is inf in float32)."""
         if isinstance(optimizer, optim.Optimizer):
             given = (["lr"] if lr is not None else []) + list(options)
             if given:
@@ -191,7 +191,7 @@ class RNN:
         else:
             raise ValueError(f"optimizer: expected one of {tuple(optim.OPTIMIZERS)} or an "
                              f"Optimizer, got {optimizer!r}")
-        rate = chosen.lr
+        rate = chosen.schedule.lr               # the chosen rate, not where a schedule is
         with np.errstate(over="ignore", under="ignore"):
             held = self.params.dtype.type(rate)
         if not np.isfinite(held) or held == 0:
@@ -230,9 +230,10 @@ class RNN:
         skipped and counted with "skip".
 
         ``callback(info)`` is called after every step with a dict of step, epoch, loss,
-        grad_norm and tokens (T * B). Returns the progress dict. Ctrl-C during a step
-        raises KeyboardInterrupt once that step is complete, so that the model (and a
-        checkpoint saved then) continues exactly.
+        grad_norm and tokens (T * B). Returns the progress dict. A Ctrl-C that comes
+        while a step updates the model raises KeyboardInterrupt once the step is counted,
+        so that the model (and a checkpoint saved then) continues exactly (in the main
+        thread, under Python's own SIGINT handler).
         """
         window = check_window(window)
         epochs = _positive_int(epochs, "epochs")
@@ -257,31 +258,36 @@ class RNN:
         progress = self.progress
         if progress["position"] >= N:
             progress["position"] = 0
-        while progress["epoch"] < epochs and (steps is None or done < steps):
-            start = progress["position"]
-            if start == 0 or self.params.bidirectional:
-                for part in _state_parts(self.carry):
-                    part.fill(0.0)
-            stop = min(start + window, N)
-            with _ctrl_c_after_the_block():      # a step and its bookkeeping, or nothing
+        with _CtrlCGuard() as guard:
+            while progress["epoch"] < epochs and (steps is None or done < steps):
+                start = progress["position"]
+                if start == 0 or self.params.bidirectional:
+                    for part in _state_parts(self.carry):
+                        part.fill(0.0)
+                stop = min(start + window, N)
                 loss, grad_norm = self._train_step(x[start:stop], y[start:stop], clip_norm,
-                                                   clip_value, on_nonfinite)
+                                                   clip_value, on_nonfinite, guard)
                 done += 1
                 progress["steps"] += 1
                 progress["position"] = stop if stop < N else 0
                 if stop == N:
                     progress["epoch"] += 1
-            if callback is not None:
-                callback(dict(step=progress["steps"], epoch=progress["epoch"], loss=loss,
-                              grad_norm=grad_norm, tokens=(stop - start) * B))
+                guard.release()                 # the step is complete: Ctrl-C may act
+                if callback is not None:
+                    callback(dict(step=progress["steps"], epoch=progress["epoch"],
+                                  loss=loss, grad_norm=grad_norm, tokens=(stop - start) * B))
         return dict(progress)
 
-    def _train_step(self, x, y, clip_norm, clip_value, on_nonfinite):
+    def _train_step(self, x, y, clip_norm, clip_value, on_nonfinite, guard):
+        """One step; from the end of the gradient's computation on, which changes the
+        model, ``guard`` holds Ctrl-C back until ``fit`` has counted the step."""
         try:
             loss, grads, h_T = loss_and_grad(self.params, x, y, self.carry, loss=self.loss,
                                              reduction="mean", backend=self.backend)
         except FloatingPointError as exc:
+            guard.hold()
             return self._nonfinite(on_nonfinite, f"loss: {exc}")
+        guard.hold()
         grad_norm = optim.clip_grad_norm(grads, clip_norm) if clip_norm else \
             optim._norm(grads.data)
         if not math.isfinite(grad_norm):
@@ -457,34 +463,57 @@ def _checkpoint_path(path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _ctrl_c_after_the_block():
-    """Hold Ctrl-C (SIGINT) back until the block is done, then raise KeyboardInterrupt.
+class _CtrlCGuard:
+    """Within ``fit``: Ctrl-C (SIGINT) held back while a step commits its results.
 
-    A training step updates params, optimiser state, carried state and progress one
-    after the other; interrupted in between, a checkpoint saved then would not resume
-    exactly. Where Python's own SIGINT handler is not the one installed (another
-    thread, a custom handler), the block runs as it is.
+    A step updates params, optimiser state, carried state and progress one after the
+    other; interrupted in between, a checkpoint saved then would not resume exactly.
+    Between ``hold()`` and ``release()`` (microseconds) a Ctrl-C is noted and raised as
+    KeyboardInterrupt by ``release()``; anywhere else it interrupts at once, as usual.
+    The handler is Python's default one, swapped for the duration of ``fit``, only in
+    the main thread and only when no other handler is installed; elsewhere nothing is
+    held back.
     """
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-    received = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if received:
-        raise KeyboardInterrupt
+
+    def __init__(self):
+        self.holding = self.pending = self.installed = False
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            try:
+                signal.signal(signal.SIGINT, self._interrupt)
+                self.installed = True
+            except ValueError:                  # not the main interpreter
+                pass
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return False
+
+    def _interrupt(self, signum, frame):
+        if not self.holding:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def hold(self):
+        self.holding = True
+
+    def release(self):
+        self.holding = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
     """np.savez to ``path`` through a temporary file beside it, fsync and os.replace.
 
-    The temporary file is opened as any new file, so that the checkpoint gets the
-    permissions the umask gives (mkstemp's would be 0600).
+    The temporary file is opened as any new file, so that a new checkpoint gets the
+    permissions the umask gives (mkstemp's would be 0600); one that replaces a file
+    keeps that file's.
     """
     folder = path.parent if str(path.parent) else Path(".")
     tmp = folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
@@ -494,6 +523,10 @@ def _atomic_savez(path: Path, arrays: dict) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        except FileNotFoundError:
+            pass
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

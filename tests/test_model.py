@@ -106,7 +106,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-def test_a_checkpoint_gets_a_new_files_permissions(tmp_path):
+def test_a_checkpoint_gets_a_new_files_permissions_or_keeps_the_replaced_ones(tmp_path):
     """Not the 0600 of a temporary file: the umask decides, as for any new file."""
     model, _ = trained(1)
     old = os.umask(0o022)
@@ -115,6 +115,9 @@ def test_a_checkpoint_gets_a_new_files_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o600)                               # a replaced checkpoint keeps its own
+    model.save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_fit_measures_a_huge_finite_gradient_as_finite(monkeypatch):
@@ -153,10 +156,12 @@ def test_configure_refuses_a_learning_rate_the_params_dtype_cannot_hold():
                                          r"can hold, got 1e\+308"):
         model.configure("sgd", lr=1e308)
     assert model.configure("sgd", lr=1e30).lr == 1e30
+    decayed = fastrnn.optim.SGD(fastrnn.optim.Cosine(0.1, 10, 0.0))
+    decayed.steps = 10                                  # at its floor, 0: still accepted
+    assert model.configure(decayed) is decayed
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT") or not hasattr(os, "kill"),
-                    reason="needs SIGINT")
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs SIGINT")
 def test_ctrl_c_during_an_update_stops_after_the_step_is_complete(monkeypatch):
     """Ctrl-C arriving while the optimiser updates the params: fit stops once that step's
     bookkeeping (step count, position, carried state) is done too, so that a checkpoint
@@ -169,7 +174,7 @@ def test_ctrl_c_during_an_update_stops_after_the_step_is_complete(monkeypatch):
 
     def step_then_ctrl_c(self, params, grads):
         real(self, params, grads)
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(type(interrupted.optimizer), "step", step_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
@@ -179,6 +184,26 @@ def test_ctrl_c_during_an_update_stops_after_the_step_is_complete(monkeypatch):
     assert interrupted.progress == straight.progress
     np.testing.assert_array_equal(interrupted.params.data, straight.params.data)
     np.testing.assert_array_equal(interrupted.carry, straight.carry)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs SIGINT")
+def test_ctrl_c_while_the_gradient_is_computed_stops_at_once(monkeypatch):
+    """Nothing is held back before the model changes: the step is abandoned."""
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    before = model.params.data.copy()
+
+    def ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr(fastrnn.model, "loss_and_grad", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, window=10, steps=3)
+    assert model.progress["steps"] == 0
+    np.testing.assert_array_equal(model.params.data, before)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
