@@ -273,3 +273,17 @@ def test_the_kernels_reject_what_skipped_validation_would_pass():
         rnn.cross_entropy(o, y, 1.0, do.astype(np.float32))
     with pytest.raises(ValueError, match="read-only"):
         rnn.cross_entropy(o, y, 1.0, np.broadcast_to(do, do.shape))
+
+
+def test_the_stack_step_kernel_refuses_a_bidirectional_stack():
+    """The public step refuses one first; the kernel itself does too, instead of reading
+    the reverse cell's gates unfilled."""
+    from fastrnn._cython import kernels
+
+    params = fastrnn.init_params(3, 4, 2, cell="gru", bidirectional=True, seed=0)
+    ws = fastrnn.kernels.get_workspace(params, 1, 1)
+    h = np.zeros((2, 1, 4))
+    with pytest.raises(ValueError, match=r"^cells: a streaming step runs a one-direction"):
+        kernels.stack.stack_step_dense(kernels.cells(params, ws, ws.grads), np.zeros((1, 3)),
+                                       h, h, params.V, params.c, np.zeros((1, 2)), h.copy(),
+                                       h.copy())

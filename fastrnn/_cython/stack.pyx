@@ -489,7 +489,7 @@ def stack_step_dense(Cells cells,
     cdef int B = x_t.shape[0], D = x_t.shape[1], H = h0.shape[2], O = V.shape[0]
     cdef int G = cells.arrays["W"][0].shape[0], status
     cdef floating probe = 0
-    _check(cells, sizeof(floating))
+    _check_step(cells, sizeof(floating))
     with nogil:
         if not all_finite(&x_t[0, 0], B * D):
             status = STEP_BAD_INPUT
@@ -521,7 +521,7 @@ def stack_step_ids(Cells cells,
     cdef floating* gates
     cdef const floating* U
     cdef const floating* b
-    _check(cells, sizeof(floating))
+    _check_step(cells, sizeof(floating))
     with nogil:
         gates = _at(cells, F_GATES, 0, probe)
         U, b = _at(cells, F_U, 0, probe), _at(cells, F_B, 0, probe)
@@ -549,3 +549,11 @@ def _check(Cells cells, size_t itemsize):
     if cells.dtype.itemsize != itemsize:
         raise TypeError(f"cells: expected arrays of {itemsize}-byte floats, got "
                         f"{cells.dtype}")
+
+
+def _check_step(Cells cells, size_t itemsize):
+    """As ``_check``, and a step runs one direction (a reverse one needs the sequence)."""
+    _check(cells, itemsize)
+    if cells.dirs != 1:
+        raise ValueError("cells: a streaming step runs a one-direction stack, got a "
+                         "bidirectional one")
