@@ -382,8 +382,8 @@ def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, gated=False,
     Returns
     -------
     dict
-        "peak" {dtype: GFLOP/s}, each size {system: ms}, "gated" {case: {system: ms}},
-        "stream" {label: us}, as measured.
+        "peak" {dtype: GFLOP/s, None if it failed}, each size {system: ms}, "gated"
+        {case: {system: ms}}, "stream" {label: us}, as measured.
     """
     import fastrnn
 
@@ -395,10 +395,11 @@ def run(sizes=("S", "M", "L"), systems=SYSTEMS, stream=True, gated=False,
         systems.remove("torch")
     results = {}
     if sizes:
-        peaks = {dt: _run_in_subprocess(f"peak:{dt}").get("gflops")
-                 for dt in ("float32", "float64")}
-        shown = ", ".join(f"{dt} " + ("failed" if gflops is None else f"{gflops:.0f} GFLOP/s")
-                          for dt, gflops in peaks.items())
+        measured = {dt: _run_in_subprocess(f"peak:{dt}") for dt in ("float32", "float64")}
+        peaks = {dt: r.get("gflops") for dt, r in measured.items()}
+        shown = ", ".join(f"{dt} " + (f"failed ({r['error']})" if "gflops" not in r
+                                      else f"{r['gflops']:.0f} GFLOP/s")
+                          for dt, r in measured.items())
         print(f"GEMM peak on this machine (numpy matmul 2048^2): {shown}", file=out)
         results["peak"] = peaks
     for name in sizes:

@@ -137,5 +137,5 @@ def test_a_failed_peak_measurement_is_reported_not_raised(monkeypatch):
     out = io.StringIO()
     results = bench.run(sizes=("S",), systems=("numba",), stream=False, out=out)
     text = out.getvalue()
-    assert "float32 failed, float64 failed" in text
+    assert "float32 failed (MemoryError), float64 failed (MemoryError)" in text
     assert results["S"] == {"numba": 5.0} and "% of peak" not in text
