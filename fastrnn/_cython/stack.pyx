@@ -276,6 +276,16 @@ cdef void _project(const floating* U, const floating* b, const floating* x, int 
     gemm(NoTrans, Trans, N, G, D, 1, x, D, U, D, 1, gates, G)
 
 
+cdef void _gather(const floating* U, const floating* b, const int64_t* ids, int N, int D,
+                  floating* gates, int G) noexcept nogil:
+    """gates = b + U e_{ids[r]} for N rows: U x_t for one-hot x_t is column ids[r] of U."""
+    cdef Py_ssize_t r, j, col
+    for r in range(N):
+        col = ids[r]
+        for j in range(G):
+            gates[r * G + j] = b[j] + U[j * D + col]
+
+
 cdef void _layers_forward(Cells cells, floating probe, const floating* h0,
                           const floating* c0, const floating* V, const floating* c,
                           floating* o, floating* h_T, floating* c_T, int T, int B, int D,
@@ -392,24 +402,15 @@ def stack_forward_ids(Cells cells,
     """Forward pass of a stack for token ids: U x_t is column x_t of U, gathered."""
     cdef int T = x.shape[0], B = x.shape[1], H = h0.shape[2], O = V.shape[0]
     cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
-    cdef int d, t, r, j
-    cdef Py_ssize_t col
+    cdef int d
     cdef floating probe = 0
-    cdef floating* gates
-    cdef const floating* U
-    cdef const floating* b
     _check(cells, sizeof(floating))
     with nogil:
         for d in range(cells.dirs):
-            gates = _at(cells, F_GATES, d, probe)
-            U, b = _at(cells, F_U, d, probe), _at(cells, F_B, d, probe)
-            for t in range(T):
-                for r in range(B):
-                    col = x[t, r]
-                    for j in range(G):
-                        gates[(t * B + r) * G + j] = b[j] + U[j * D + col]
+            _gather(_at(cells, F_U, d, probe), _at(cells, F_B, d, probe), &x[0, 0], T * B,
+                    D, _at(cells, F_GATES, d, probe), G)
             if d == 1:
-                _reverse_time(gates, T, B * G)
+                _reverse_time(_at(cells, F_GATES, d, probe), T, B * G)
         _layers_forward(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
                         &o[0, 0, 0], &h_T[0, 0, 0], &c_T[0, 0, 0], T, B, D, H, O)
 
@@ -515,20 +516,12 @@ def stack_step_ids(Cells cells,
     """One streaming step for token ids x_t (B,); as ``stack_step_dense``."""
     cdef int B = x_t.shape[0], H = h0.shape[2], O = V.shape[0]
     cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
-    cdef int r, j, status
-    cdef Py_ssize_t col
+    cdef int status
     cdef floating probe = 0
-    cdef floating* gates
-    cdef const floating* U
-    cdef const floating* b
     _check_step(cells, sizeof(floating))
     with nogil:
-        gates = _at(cells, F_GATES, 0, probe)
-        U, b = _at(cells, F_U, 0, probe), _at(cells, F_B, 0, probe)
-        for r in range(B):
-            col = x_t[r]
-            for j in range(G):
-                gates[r * G + j] = b[j] + U[j * D + col]
+        _gather(_at(cells, F_U, 0, probe), _at(cells, F_B, 0, probe), &x_t[0], B, D,
+                _at(cells, F_GATES, 0, probe), G)
         status = _step_layers(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
                               &o_out[0, 0], &h_out[0, 0, 0], &c_out[0, 0, 0], B, D, H, O)
     return status
