@@ -36,8 +36,8 @@ PACKAGE = Path("fastrnn", "_cython")
 # variant for newer CPUs, built with gcc or clang on x86-64.
 MODULES = {"_blas": ("_blas.pyx", []), "rnn": ("rnn.pyx", []), "stack": ("stack.pyx", [])}
 if platform.machine().lower() in ("x86_64", "amd64") and os.name == "posix":
-    MODULES["rnn_avx2"] = ("rnn.pyx", ["-mavx2"])
-    MODULES["stack_avx2"] = ("stack.pyx", ["-mavx2"])
+    MODULES["rnn_avx2"] = ("rnn.pyx", ["-mavx2", "-mfma"])
+    MODULES["stack_avx2"] = ("stack.pyx", ["-mavx2", "-mfma"])
 
 
 def _flag(name: str) -> bool:
@@ -99,11 +99,11 @@ def extensions() -> list:
     if int(cython_version.split(".")[0]) < 3:
         _skip(f"it needs Cython >= 3, found {cython_version}")
         return []
-    headers = [str(p) for p in sorted(PACKAGE.glob("*.pxd"))]
+    headers = [str(p) for p in sorted(PACKAGE.glob("*.pxd")) + sorted(PACKAGE.glob("*.h"))]
     modules = []
     for name, (source, flags) in MODULES.items():
         ext = Extension(f"fastrnn._cython.{name}", [str(PACKAGE / source)], depends=headers,
-                        include_dirs=[numpy.get_include()],
+                        include_dirs=[numpy.get_include(), str(PACKAGE)],
                         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")])
         # Read by Cython's build_ext, which setuptools' build_ext is when Cython is
         # installed: the .pyx is translated at build time, into build/.
@@ -122,7 +122,8 @@ class OptionalBuildExt(build_ext):
             flags = [flag for flag in UNIX_FLAGS if self._accepts(flag)]
             for ext in self.extensions:
                 ext.extra_compile_args = list(ext.extra_compile_args) + flags + \
-                    ext.unix_flags
+                    ext.unix_flags + ["-pthread"]
+                ext.extra_link_args = list(ext.extra_link_args) + ["-pthread"]
         super().build_extensions()
 
     def _accepts(self, flag: str) -> bool:

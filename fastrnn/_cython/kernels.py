@@ -19,8 +19,12 @@ Typed memoryviews of the arrays that live as long as their owner (the parameters
 workspace, the gradients) are made once per owner and reused: made afresh, each would
 be a small Python object per array per call, about 2.5 kB for a backward pass.
 """
+import os
+import threading
 import weakref
 from operator import attrgetter, is_
+
+import threadpoolctl
 
 from . import rnn, stack
 
@@ -32,6 +36,26 @@ if rnn.cpu_has_avx2():
         ISA = "avx2"
     except ImportError:     # not built: not x86-64, or the compiler refused -mavx2
         pass
+
+def _default_threads() -> int:
+    """FASTRNN_NUM_THREADS when set, else the CPUs this process may run on."""
+    value = os.environ.get("FASTRNN_NUM_THREADS", "").strip()
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ValueError(f"FASTRNN_NUM_THREADS: expected a whole number >= 1, got "
+                             f"{value!r}")
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # not on Linux
+        return os.cpu_count() or 1
+
+
+stack.set_threads(_default_threads())
 
 BLAS_MIN_WORK = 2 * 32 * 32
 GEMV_FACTOR = 8
@@ -126,24 +150,69 @@ def cells(params, ws, grads):
     if cached is None or cached[0] is not params.data or cached[1] is not grads.data:
         arrays = {**_layer_arrays(params), **_layer_arrays(grads, "d"),
                   "Y": list(ws.Y), "dY": list(ws.dY)}
-        for name in ("gates", "aux", "h", "kappa", "da", "dah"):
+        for name in ("gates", "aux", "h", "kappa", "da", "dah", "WT"):
             arrays[name] = [getattr(cell, name) for cell in ws.cells]
         cached = _cells[ws] = (params.data, grads.data,
                                stack.Cells(params.cell, params.num_directions, arrays))
     return cached[2]
 
 
+class _SingleThreadedBlas:
+    """While a parallel pass runs (see ``stack.pass_threads``), BLAS runs on one thread.
+
+    The pass splits its products over its own threads; BLAS's threads, which spin for a
+    while after each call, would compete with them for the cores. The limit is global
+    to the process, as BLAS's thread count is: it is set when the first of any
+    concurrent parallel passes starts and lifted when the last one ends. Meanwhile other
+    threads' BLAS calls run single-threaded too, with the same results.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0
+        self._limiter = None
+        self._controller = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._active == 0:
+                if self._controller is None:
+                    self._controller = threadpoolctl.ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._active += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+def _run_pass(kernel, cells, T, B, *args):
+    """kernel(cells, *args, threads=...), on several threads where that pays off."""
+    threads = stack.pass_threads(cells, T, B)
+    if threads == 1:
+        return kernel(cells, *args)
+    with _single_threaded_blas:
+        return kernel(cells, *args, threads=threads)
+
+
 def stack_forward(params, x, h0, c0, ws):
     kernel = stack.stack_forward_ids if x.ndim == 2 else stack.stack_forward_dense
-    kernel(cells(params, ws, ws.grads), x, h0, h0 if c0 is None else c0, params.V,
-           params.c, ws.o, ws.h_T, ws.c_T)
+    _run_pass(kernel, cells(params, ws, ws.grads), x.shape[0], x.shape[1], x, h0,
+              h0 if c0 is None else c0, params.V, params.c, ws.o, ws.h_T, ws.c_T)
 
 
 def stack_backward(params, x, ws, grads):
     kernel = stack.stack_backward_ids if x.ndim == 2 else stack.stack_backward_dense
     dh0 = grads.h0.reshape(ws.h_T.shape)
     dc0 = ws.grad_c0 if grads.c0 is None else grads.c0.reshape(dh0.shape)
-    kernel(cells(params, ws, grads), x, params.V, ws.do, grads.V, grads.c, dh0, dc0)
+    _run_pass(kernel, cells(params, ws, grads), x.shape[0], x.shape[1], x, params.V,
+              ws.do, grads.V, grads.c, dh0, dc0)
 
 
 def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):

@@ -476,7 +476,7 @@ cdef extern from *:
     #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
     static int fastrnn_cpu_has_avx2(void) {
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
     #else
     static int fastrnn_cpu_has_avx2(void) { return 0; }
@@ -486,7 +486,7 @@ cdef extern from *:
 
 
 def cpu_has_avx2():
-    """Whether this machine runs AVX2 code, so that ``rnn_avx2`` may be imported."""
+    """Whether this machine runs AVX2 and FMA code, so that ``rnn_avx2`` may be imported."""
     return fastrnn_cpu_has_avx2() != 0
 
 

@@ -21,10 +21,24 @@ from libc.stdint cimport int64_t, intptr_t
 
 from cython cimport floating
 
-from ._blas cimport NoTrans, Trans, gemm
+from ._blas cimport BLAS_Trans, NoTrans, Trans, gemm
 from ._loops cimport (activate, add_rows_times, all_finite, copy, delta, fill_rows,
                       sum_rows)
 from ._vecmath cimport sigmoid, tanh
+
+cdef extern from "_parallel.h" nogil:
+    int FRNN_PARALLEL
+    int FRNN_PANEL
+    ctypedef struct frnn_barrier:
+        pass
+    ctypedef void (*frnn_task)(void* ctx, int id) noexcept nogil
+    void frnn_pack(const float* src, Py_ssize_t sk, Py_ssize_t sn, int K, int N,
+                   float* out)
+    void frnn_gemm(int M, int N, int K, const float* A, int lda, const float* Bp,
+                   float* C, int ldc)
+    void frnn_barrier_init(frnn_barrier* b, int n)
+    void frnn_barrier_wait(frnn_barrier* b)
+    int frnn_run(int n, frnn_task fn, void* ctx)
 
 import numpy as np
 
@@ -41,11 +55,11 @@ cdef int STEP_BAD_INPUT = backends.STEP_BAD_INPUT
 cdef int STEP_BAD_OUTPUT = backends.STEP_BAD_OUTPUT
 
 # Per-cell fields of a Cells object, in its address table; Y and dY are per layer.
-FIELDS = ("U", "W", "b", "b_hh", "gates", "aux", "h", "kappa", "da", "dah",
+FIELDS = ("U", "W", "b", "b_hh", "gates", "aux", "h", "kappa", "da", "dah", "WT",
           "dU", "dW", "db", "db_hh", "Y", "dY")
 cdef enum Field:
-    F_U, F_W, F_B, F_BHH, F_GATES, F_AUX, F_H, F_KAPPA, F_DA, F_DAH, F_DU, F_DW, F_DB, \
-        F_DBHH, F_Y, F_DY, NFIELDS
+    F_U, F_W, F_B, F_BHH, F_GATES, F_AUX, F_H, F_KAPPA, F_DA, F_DAH, F_WT, F_DU, F_DW, \
+        F_DB, F_DBHH, F_Y, F_DY, NFIELDS
 
 
 cdef class Cells:
@@ -108,119 +122,265 @@ cdef void _add_product(floating* a, const floating* b, const floating* c,
 
 
 cdef void _lstm_cell_forward(floating* g, const floating* c_prev, floating* c_next,
-                             floating* h_next, Py_ssize_t H) noexcept nogil:
-    """One row: g (4H) a_t -> i, f, g, og; c_t = f c_{t-1} + i g; h_t = og tanh(c_t)."""
+                             floating* h_next, Py_ssize_t units, Py_ssize_t H) noexcept nogil:
+    """One row, units [0, units) of H: g's i, f, g, og (at 0, H, 2H, 3H) a_t -> activations;
+    c_t = f c_{t-1} + i g; h_t = og tanh(c_t)."""
     cdef Py_ssize_t k
-    for k in range(2 * H):
+    for k in range(units):
         g[k] = sigmoid(g[k])
-    for k in range(2 * H, 3 * H):
-        g[k] = tanh(g[k])
-    for k in range(3 * H, 4 * H):
-        g[k] = sigmoid(g[k])
-    for k in range(H):
+    for k in range(units):
+        g[H + k] = sigmoid(g[H + k])
+    for k in range(units):
+        g[2 * H + k] = tanh(g[2 * H + k])
+    for k in range(units):
+        g[3 * H + k] = sigmoid(g[3 * H + k])
+    for k in range(units):
         c_next[k] = g[H + k] * c_prev[k] + g[k] * g[2 * H + k]
-    for k in range(H):
+    for k in range(units):
         h_next[k] = g[3 * H + k] * tanh(c_next[k])
 
 
 cdef void _lstm_cell_backward(const floating* g, const floating* c_prev, const floating* c,
                               const floating* kappa, floating* dcell, floating* da,
-                              Py_ssize_t H) noexcept nogil:
-    """One row of BPTT; dcell: f_{t+1} dL/dc_{t+1} on entry, f_t dL/dc_t on exit."""
+                              Py_ssize_t units, Py_ssize_t H) noexcept nogil:
+    """One row of BPTT, units [0, units) of H (gates at 0, H, 2H, 3H); dcell: f_{t+1}
+    dL/dc_{t+1} on entry, f_t dL/dc_t on exit."""
     cdef Py_ssize_t k
     cdef floating one = 1
     cdef const floating* i = g
     cdef const floating* f = g + H
     cdef const floating* gg = g + 2 * H
     cdef const floating* og = g + 3 * H
-    for k in range(H):
+    for k in range(units):
         da[3 * H + k] = tanh(c[k])
-    for k in range(H):
+    for k in range(units):
         dcell[k] = kappa[k] * og[k] * (one - da[3 * H + k] * da[3 * H + k]) + dcell[k]
-    for k in range(H):
+    for k in range(units):
         da[3 * H + k] = og[k] * (one - og[k]) * (kappa[k] * da[3 * H + k])
-    for k in range(H):
+    for k in range(units):
         da[k] = i[k] * (one - i[k]) * (dcell[k] * gg[k])
-    for k in range(H):
+    for k in range(units):
         da[H + k] = f[k] * (one - f[k]) * (dcell[k] * c_prev[k])
-    for k in range(H):
+    for k in range(units):
         da[2 * H + k] = (one - gg[k] * gg[k]) * (dcell[k] * i[k])
-    for k in range(H):
+    for k in range(units):
         dcell[k] = dcell[k] * f[k]
 
 
 cdef void _gru_cell_forward(floating* g, const floating* ah_n, const floating* h_prev,
-                            floating* h_next, Py_ssize_t H) noexcept nogil:
-    """One row: g (3H) pre-activations -> r, z, n; h_t = (1 - z) n + z h_{t-1}."""
+                            floating* h_next, Py_ssize_t units, Py_ssize_t H) noexcept nogil:
+    """One row, units [0, units) of H: g's r, z, n (at 0, H, 2H) pre-activations -> r, z,
+    n; h_t = (1 - z) n + z h_{t-1}."""
     cdef Py_ssize_t k
     cdef floating one = 1
-    for k in range(2 * H):
+    for k in range(units):
         g[k] = sigmoid(g[k])
-    for k in range(H):
+    for k in range(units):
+        g[H + k] = sigmoid(g[H + k])
+    for k in range(units):
         g[2 * H + k] = tanh(g[2 * H + k] + g[k] * ah_n[k])
-    for k in range(H):
+    for k in range(units):
         h_next[k] = (one - g[H + k]) * g[2 * H + k] + g[H + k] * h_prev[k]
 
 
 cdef void _gru_cell_backward(const floating* g, const floating* ah_n, const floating* h_prev,
                              const floating* kappa, floating* dah, floating* dax_n,
-                             Py_ssize_t H) noexcept nogil:
-    """One row of BPTT: dah (3H) the hidden side, dax_n (H) the candidate's input side."""
+                             Py_ssize_t units, Py_ssize_t H) noexcept nogil:
+    """One row of BPTT, units [0, units) of H: dah (r, z, n at 0, H, 2H) the hidden side,
+    dax_n the candidate's input side."""
     cdef Py_ssize_t k
     cdef floating one = 1
     cdef const floating* r = g
     cdef const floating* z = g + H
     cdef const floating* n = g + 2 * H
-    for k in range(H):
+    for k in range(units):
         dax_n[k] = kappa[k] * (one - z[k]) * (one - n[k] * n[k])
-    for k in range(H):
+    for k in range(units):
         dah[k] = dax_n[k] * ah_n[k] * r[k] * (one - r[k])
-    for k in range(H):
+    for k in range(units):
         dah[H + k] = kappa[k] * (h_prev[k] - n[k]) * z[k] * (one - z[k])
-    for k in range(H):
+    for k in range(units):
         dah[2 * H + k] = r[k] * dax_n[k]
 
 
 # ------------------------------------------------------------------------- one cell
+# A cell's time loop runs on one thread, its products by BLAS, or for a large enough
+# float32 LSTM or GRU on several (see _parallel.h): each thread owns a block of hidden
+# units, packs its rows of W (forward) or columns of W (BPTT) into the cell's WT
+# scratch, and runs the loop below over its units, waiting at a barrier after each
+# step, as step t + 1 reads every unit of step t.
+
+cdef void _forward_loop(int cell, const floating* W, const floating* b_hh,
+                        const float* Wp, floating* gates, floating* aux, floating* h,
+                        int T, int B, int H, int G, int u0, int u1,
+                        frnn_barrier* barrier) noexcept nogil:
+    """Steps 1..T for hidden units [u0, u1): all of them with Wp NULL (W h_{t-1} by
+    BLAS), or one thread's share, Wp its packed rows of W (by gate, by unit)."""
+    cdef Py_ssize_t t, r, k, q, n = u1 - u0, BH = B * H, BG = B * G
+    cdef floating* g
+    cdef floating* ah
+    for t in range(T):
+        g = gates + t * BG
+        ah = aux + t * BH
+        if cell == GRU:                          # ah_t = b_hh + W h_{t-1}, r z into gates
+            for r in range(B):
+                for k in range(u0, u1):
+                    g[r * G + k] += b_hh[k]
+                    g[r * G + H + k] += b_hh[H + k]
+                    ah[r * H + k] = b_hh[2 * H + k]
+        if Wp == NULL and cell == GRU:
+            gemm(NoTrans, Trans, B, 2 * H, H, 1, h + t * BH, H, W, H, 1, g, G)
+            add_rows_times(h + t * BH, B, H, W + 2 * H * H, Trans, H, ah)
+        elif Wp == NULL:
+            add_rows_times(h + t * BH, B, H, W, Trans, G, g)
+        elif floating is float:
+            for q in range(G // H):
+                if cell == GRU and q == 2:
+                    frnn_gemm(B, n, H, h + t * BH, H, Wp + q * n * H, ah + u0, H)
+                else:
+                    frnn_gemm(B, n, H, h + t * BH, H, Wp + q * n * H, g + q * H + u0, G)
+        if cell == GRU:
+            for r in range(B):
+                _gru_cell_forward(g + r * G + u0, ah + r * H + u0, h + t * BH + r * H + u0,
+                                  h + (t + 1) * BH + r * H + u0, n, H)
+        elif cell == LSTM:
+            for r in range(B):
+                _lstm_cell_forward(g + r * G + u0, aux + t * BH + r * H + u0,
+                                   aux + (t + 1) * BH + r * H + u0,
+                                   h + (t + 1) * BH + r * H + u0, n, H)
+        else:
+            activate(cell, g, h + (t + 1) * BH, BH)
+        if barrier != NULL:
+            frnn_barrier_wait(barrier)
+
+
+cdef void _backward_loop(int cell, const floating* W, const float* Wp,
+                         const floating* gates, const floating* aux, const floating* h,
+                         floating* kappa, floating* da, floating* dah, int T, int B, int H,
+                         int G, int u0, int u1, frnn_barrier* barrier) noexcept nogil:
+    """BPTT's steps T..1 for hidden units [u0, u1), as ``_forward_loop``; Wp holds this
+    thread's packed columns of W."""
+    cdef Py_ssize_t t, r, n = u1 - u0, BH = B * H, BG = B * G
+    for t in range(T - 1, -1, -1):
+        if t < T - 1:                            # kappa_t += W^T dL/da_{t+1} (+ GRU's z)
+            if cell == GRU:
+                for r in range(B):
+                    _add_product(kappa + t * BH + r * H + u0,
+                                 gates + (t + 1) * BG + r * G + H + u0,
+                                 kappa + (t + 1) * BH + r * H + u0, n)
+            if Wp == NULL:
+                add_rows_times(da + (t + 1) * BG, B, G, W, NoTrans, H, kappa + t * BH)
+            elif floating is float:
+                frnn_gemm(B, n, G, da + (t + 1) * BG, G, Wp, kappa + t * BH + u0, H)
+        if cell == LSTM:
+            for r in range(B):
+                _lstm_cell_backward(gates + t * BG + r * G + u0, aux + t * BH + r * H + u0,
+                                    aux + (t + 1) * BH + r * H + u0,
+                                    kappa + t * BH + r * H + u0, dah + r * H + u0,
+                                    da + t * BG + r * G + u0, n, H)
+        elif cell == GRU:
+            for r in range(B):
+                _gru_cell_backward(gates + t * BG + r * G + u0, aux + t * BH + r * H + u0,
+                                   h + t * BH + r * H + u0, kappa + t * BH + r * H + u0,
+                                   da + t * BG + r * G + u0, dah + t * BH + r * H + u0, n, H)
+        else:
+            delta(cell, gates + t * BG, h + (t + 1) * BH, kappa + t * BH, da + t * BG, BH)
+        if barrier != NULL:
+            frnn_barrier_wait(barrier)
+
+
+ctypedef struct _Loop:
+    int cell, T, B, H, G, threads, backward
+    const float* W
+    const float* b_hh
+    float* packed
+    float* gates
+    float* aux
+    float* h
+    float* kappa
+    float* da
+    float* dah
+    frnn_barrier barrier
+
+
+cdef void _loop_task(void* ctx, int id) noexcept nogil:
+    """Thread id's share of a cell's time loop: units [u0, u1), 16-unit blocks dealt
+    out evenly; its packed W takes WT's elements [u0 G, u1 G)."""
+    cdef _Loop* L = <_Loop*>ctx
+    cdef int q, H = L.H, G = L.G, blocks = L.H // FRNN_PANEL
+    cdef int u0 = FRNN_PANEL * (blocks * id // L.threads)
+    cdef int u1 = FRNN_PANEL * (blocks * (id + 1) // L.threads), n = u1 - u0
+    cdef float* Wp = L.packed + <Py_ssize_t>u0 * G
+    if L.backward:                               # B(k, j) = W[k, u0 + j], (G, n)
+        frnn_pack(L.W + u0, H, 1, G, n, Wp)
+        _backward_loop(L.cell, L.W, Wp, L.gates, L.aux, L.h, L.kappa, L.da, L.dah, L.T,
+                       L.B, H, G, u0, u1, &L.barrier)
+    else:                                        # gate q: B(k, j) = W[qH + u0 + j, k]
+        for q in range(G // H):
+            frnn_pack(L.W + (q * H + u0) * H, 1, H, H, n, Wp + q * n * H)
+        _forward_loop(L.cell, L.W, L.b_hh, Wp, L.gates, L.aux, L.h, L.T, L.B, H, G, u0,
+                      u1, &L.barrier)
+
+
+cdef int _threads = 1                            # set_threads
+
+# A parallel loop pays for starting its threads (tens of microseconds) and for a
+# barrier per step (about a microsecond): below these sizes (B H G multiply-adds per
+# step, T B H G in all) one thread with BLAS is as fast.
+cdef double PARALLEL_MIN_STEP = 1 << 16
+cdef double PARALLEL_MIN_LOOP = 1 << 22
+
+
+def pass_threads(Cells cells, int T, int B):
+    """How many threads a pass over (T, B) runs on: 1, or for a large enough float32
+    LSTM or GRU stack up to ``set_threads``' number, when this build has parallel loops.
+
+    The kernels take it as ``threads``. With more than one, the products outside the
+    time loops are split over the threads too, each on single-threaded BLAS: the caller
+    limits BLAS to one thread for the pass (fastrnn._cython.kernels does), as BLAS's own
+    threads would otherwise compete with the pass's for the cores.
+    """
+    cdef int H = cells.arrays["W"][0].shape[1], G = cells.arrays["W"][0].shape[0]
+    if not FRNN_PARALLEL or _threads < 2 or cells.dtype != np.float32 \
+            or (cells.cell != LSTM and cells.cell != GRU) or H % FRNN_PANEL != 0:
+        return 1
+    if <double>B * H * G < PARALLEL_MIN_STEP or <double>T * B * H * G < PARALLEL_MIN_LOOP:
+        return 1
+    return min(_threads, H // FRNN_PANEL)
+
+
+cdef bint _run_parallel(_Loop* loop) noexcept nogil:
+    """Run a loop on loop.threads threads; false (nothing done) if they did not start."""
+    frnn_barrier_init(&loop.barrier, loop.threads)
+    return frnn_run(loop.threads, _loop_task, loop) == 0
+
 
 cdef void _cell_forward(int cell, const floating* W, const floating* b_hh,
                         const floating* h0, const floating* c0, floating* gates,
-                        floating* aux, floating* h, int T, int B, int H,
-                        int G) noexcept nogil:
+                        floating* aux, floating* h, floating* WT, int T, int B, int H,
+                        int G, int threads) noexcept nogil:
     """The time loop of one cell; gates (T, B, G) holds b + U x_t on entry."""
-    cdef Py_ssize_t t, r, k, BH = B * H, BG = B * G
-    cdef floating* g
+    cdef Py_ssize_t BH = B * H
+    cdef _Loop loop
     copy(h0, h, BH)                              # h0 may be h_T: copied first
     if cell == LSTM:
         copy(c0, aux, BH)
-    for t in range(T):
-        g = gates + t * BG
-        if cell == GRU:                          # ah_t = b_hh + W h_{t-1}, r z into gates
-            for r in range(B):
-                for k in range(2 * H):
-                    g[r * G + k] += b_hh[k]
-            gemm(NoTrans, Trans, B, 2 * H, H, 1, h + t * BH, H, W, H, 1, g, G)
-            fill_rows(aux + t * BH, B, b_hh + 2 * H, H)
-            add_rows_times(h + t * BH, B, H, W + 2 * H * H, Trans, H, aux + t * BH)
-            for r in range(B):
-                _gru_cell_forward(g + r * G, aux + t * BH + r * H, h + t * BH + r * H,
-                                  h + (t + 1) * BH + r * H, H)
-        else:
-            add_rows_times(h + t * BH, B, H, W, Trans, G, g)
-            if cell == LSTM:
-                for r in range(B):
-                    _lstm_cell_forward(g + r * G, aux + t * BH + r * H,
-                                       aux + (t + 1) * BH + r * H,
-                                       h + (t + 1) * BH + r * H, H)
-            else:
-                activate(cell, g, h + (t + 1) * BH, BH)
+    if floating is float:
+        if threads > 1:
+            loop.cell, loop.T, loop.B, loop.H, loop.G, loop.backward = cell, T, B, H, G, 0
+            loop.threads = threads
+            loop.W, loop.b_hh, loop.packed, loop.gates, loop.aux, loop.h = \
+                W, b_hh, WT, gates, aux, h
+            if _run_parallel(&loop):
+                return
+    _forward_loop(cell, W, b_hh, NULL, gates, aux, h, T, B, H, G, 0, H, NULL)
 
 
 cdef void _cell_backward(int cell, const floating* W, const floating* gates,
                          const floating* aux, const floating* h, floating* kappa,
                          floating* da, floating* dah, floating* dW, floating* db_hh,
-                         floating* dh0, floating* dc0, int T, int B, int H,
-                         int G) noexcept nogil:
+                         floating* dh0, floating* dc0, floating* WT, int T, int B, int H,
+                         int G, int threads) noexcept nogil:
     """BPTT through one cell, kappa (T, B, H) holding dL/dh_t from above on entry.
 
     Leaves dL/da_t (for the GRU the input side) in da, in reading order; fills dW, dh0
@@ -228,35 +388,29 @@ cdef void _cell_backward(int cell, const floating* W, const floating* gates,
     """
     cdef Py_ssize_t t, r, k, BH = B * H, BG = B * G
     cdef floating tmp
+    cdef _Loop loop
+    cdef bint done = False
     if cell == LSTM:
         for k in range(BH):
             dah[k] = 0
-    for t in range(T - 1, -1, -1):
-        if t < T - 1:                            # kappa_t += W^T dL/da_{t+1} (+ GRU's z)
-            if cell == GRU:
-                for r in range(B):
-                    _add_product(kappa + t * BH + r * H, gates + (t + 1) * BG + r * G + H,
-                                 kappa + (t + 1) * BH + r * H, H)
-            add_rows_times(da + (t + 1) * BG, B, G, W, NoTrans, H, kappa + t * BH)
-        if cell == LSTM:
-            for r in range(B):
-                _lstm_cell_backward(gates + t * BG + r * G, aux + t * BH + r * H,
-                                    aux + (t + 1) * BH + r * H, kappa + t * BH + r * H,
-                                    dah + r * H, da + t * BG + r * G, H)
-        elif cell == GRU:
-            for r in range(B):
-                _gru_cell_backward(gates + t * BG + r * G, aux + t * BH + r * H,
-                                   h + t * BH + r * H, kappa + t * BH + r * H,
-                                   da + t * BG + r * G, dah + t * BH + r * H, H)
-        else:
-            delta(cell, gates + t * BG, h + (t + 1) * BH, kappa + t * BH, da + t * BG, BH)
+    if floating is float:
+        if threads > 1:
+            loop.cell, loop.T, loop.B, loop.H, loop.G, loop.backward = cell, T, B, H, G, 1
+            loop.threads = threads
+            loop.W, loop.packed = W, WT            # the loop reads gates, aux and h:
+            loop.gates, loop.aux, loop.h = <float*>gates, <float*>aux, <float*>h
+            loop.kappa, loop.da, loop.dah = kappa, da, dah
+            done = _run_parallel(&loop)
+    if not done:
+        _backward_loop(cell, W, NULL, gates, aux, h, kappa, da, dah, T, B, H, G, 0, H,
+                       NULL)
     gemm(NoTrans, NoTrans, B, H, G, 1, da, G, W, H, 0, dh0, H)    # W^T dL/da_1
     if cell == GRU:                              # + z_1 kappa_1
         for r in range(B):
             _add_product(dh0 + r * H, gates + r * G + H, kappa + r * H, H)
     elif cell == LSTM:
         copy(dah, dc0, BH)                       # f_1 dL/dc_1
-    gemm(Trans, NoTrans, G, H, T * B, 1, da, G, h, H, 0, dW, H)   # sum_t da_t h_{t-1}^T
+    _gemm(threads, Trans, NoTrans, G, H, T * B, 1, da, G, h, H, 0, dW, H)  # sum_t da_t h_{t-1}^T
     if cell == GRU:
         sum_rows(da, T * B, G, db_hh)
         for t in range(T):                       # da becomes the input side dL/dax
@@ -267,13 +421,65 @@ cdef void _cell_backward(int cell, const floating* W, const floating* gates,
                     dah[t * BH + r * H + k] = tmp
 
 
+ctypedef struct _Gemm:
+    int ta, tb, m, n, k, lda, ldb, ldc, threads
+    float alpha, beta
+    const float* A
+    const float* B
+    float* C
+
+
+cdef void _gemm_task(void* ctx, int id) noexcept nogil:
+    """Thread id's block of rows of C, by single-threaded BLAS."""
+    cdef _Gemm* P = <_Gemm*>ctx
+    cdef int m0 = P.m * id // P.threads, m1 = P.m * (id + 1) // P.threads
+    cdef const float* A = P.A + (m0 if P.ta == Trans else <Py_ssize_t>m0 * P.lda)
+    if m1 > m0:
+        gemm(<BLAS_Trans>P.ta, <BLAS_Trans>P.tb, m1 - m0, P.n, P.k, P.alpha, A, P.lda, P.B,
+             P.ldb, P.beta, P.C + <Py_ssize_t>m0 * P.ldc, P.ldc)
+
+
+cdef void _gemm(int threads, BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
+                floating alpha, const floating* A, int lda, const floating* B, int ldb,
+                floating beta, floating* C, int ldc) noexcept nogil:
+    """``gemm``, its rows of C split over ``threads`` threads when that is more than one
+    (a parallel pass, BLAS then single-threaded: see ``pass_threads``)."""
+    cdef _Gemm job
+    if floating is float:
+        if threads > 1 and m >= 2 * threads:
+            job.ta, job.tb, job.m, job.n, job.k = ta, tb, m, n, k
+            job.lda, job.ldb, job.ldc, job.threads = lda, ldb, ldc, threads
+            job.alpha, job.beta, job.A, job.B, job.C = alpha, beta, A, B, C
+            if frnn_run(threads, _gemm_task, &job) == 0:
+                return
+    gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+
+def set_threads(int n):
+    """Run the time loops of large float32 LSTM and GRU cells on up to n threads."""
+    global _threads
+    if n < 1:
+        raise ValueError(f"n: expected a number of threads >= 1, got {n}")
+    _threads = n
+
+
+def get_threads():
+    """The number of threads set by ``set_threads`` (1 at import)."""
+    return _threads
+
+
+def parallel_loops():
+    """Whether this build runs time loops on several threads (x86-64 AVX2 build)."""
+    return bool(FRNN_PARALLEL)
+
+
 # --------------------------------------------------------------------------- stacks
 
 cdef void _project(const floating* U, const floating* b, const floating* x, int N, int D,
-                   floating* gates, int G) noexcept nogil:
+                   floating* gates, int G, int threads) noexcept nogil:
     """gates = X U^T + b for N rows: the bias rows, then one GEMM onto them."""
     fill_rows(gates, N, b, G)
-    gemm(NoTrans, Trans, N, G, D, 1, x, D, U, D, 1, gates, G)
+    _gemm(threads, NoTrans, Trans, N, G, D, 1, x, D, U, D, 1, gates, G)
 
 
 cdef void _gather(const floating* U, const floating* b, const int64_t* ids, int N, int D,
@@ -289,7 +495,7 @@ cdef void _gather(const floating* U, const floating* b, const int64_t* ids, int 
 cdef void _layers_forward(Cells cells, floating probe, const floating* h0,
                           const floating* c0, const floating* V, const floating* c,
                           floating* o, floating* h_T, floating* c_T, int T, int B, int D,
-                          int H, int O) noexcept nogil:
+                          int H, int O, int threads) noexcept nogil:
     """Every cell's time loop and the output layer; layer 0's gates already hold
     b + U x_t in each direction's reading order."""
     cdef int i, k, d, r, t, dirs = cells.dirs, n = cells.n, K = dirs * H
@@ -304,12 +510,12 @@ cdef void _layers_forward(Cells cells, floating probe, const floating* h0,
         h = _at(cells, F_H, i, probe)
         if k > 0:                                # layer k reads layer k - 1's states
             _project(_at(cells, F_U, i, probe), _at(cells, F_B, i, probe),
-                     _at(cells, F_Y, k - 1, probe), T * B, K, gates, G)
+                     _at(cells, F_Y, k - 1, probe), T * B, K, gates, G, threads)
             if d == 1:
                 _reverse_time(gates, T, B * G)
         _cell_forward(cells.cell, _at(cells, F_W, i, probe), _at(cells, F_BHH, i, probe),
-                      h0 + i * BH, c0 + i * BH, gates, _at(cells, F_AUX, i, probe), h, T,
-                      B, H, G)
+                      h0 + i * BH, c0 + i * BH, gates, _at(cells, F_AUX, i, probe), h,
+                      _at(cells, F_WT, i, probe), T, B, H, G, threads)
         copy(h + T * BH, h_T + i * BH, BH)
         if cells.cell == LSTM:
             copy(_at(cells, F_AUX, i, probe) + T * BH, c_T + i * BH, BH)
@@ -320,14 +526,14 @@ cdef void _layers_forward(Cells cells, floating probe, const floating* h0,
                     copy(h + ((t + 1) if d == 0 else (T - t)) * BH + r * H,
                          Y + (t * B + r) * K + d * H, H)
     fill_rows(o, T * B, c, O)
-    gemm(NoTrans, Trans, T * B, O, K, 1, _at(cells, F_Y, n // dirs - 1, probe), K, V, K, 1,
-         o, O)
+    _gemm(threads, NoTrans, Trans, T * B, O, K, 1, _at(cells, F_Y, n // dirs - 1, probe), K,
+          V, K, 1, o, O)
 
 
 cdef void _layers_backward(Cells cells, floating probe, const floating* V,
                            const floating* do, floating* dV, floating* dc, floating* dh0,
-                           floating* dc0, int T, int B, int D, int H,
-                           int O) noexcept nogil:
+                           floating* dc0, int T, int B, int D, int H, int O,
+                           int threads) noexcept nogil:
     """BPTT from the output layer down; layer 0's dU and db are left to the caller."""
     cdef int i, k, d, r, t, dirs = cells.dirs, n = cells.n, K = dirs * H
     cdef int L = n // dirs, N = T * B
@@ -337,8 +543,9 @@ cdef void _layers_backward(Cells cells, floating probe, const floating* V,
     cdef floating* da
     cdef floating* dY
     cdef const floating* Y_top = _at(cells, F_Y, L - 1, probe)
-    gemm(NoTrans, NoTrans, N, K, O, 1, do, O, V, K, 0, _at(cells, F_DY, L - 1, probe), K)
-    gemm(Trans, NoTrans, O, K, N, 1, do, O, Y_top, K, 0, dV, K)
+    _gemm(threads, NoTrans, NoTrans, N, K, O, 1, do, O, V, K, 0,
+          _at(cells, F_DY, L - 1, probe), K)
+    _gemm(threads, Trans, NoTrans, O, K, N, 1, do, O, Y_top, K, 0, dV, K)
     sum_rows(do, N, O, dc)
     for i in range(n - 1, -1, -1):
         k, d = i // dirs, i % dirs
@@ -353,15 +560,16 @@ cdef void _layers_backward(Cells cells, floating probe, const floating* V,
         _cell_backward(cells.cell, _at(cells, F_W, i, probe), _at(cells, F_GATES, i, probe),
                        _at(cells, F_AUX, i, probe), _at(cells, F_H, i, probe), kappa, da,
                        _at(cells, F_DAH, i, probe), _at(cells, F_DW, i, probe),
-                       _at(cells, F_DBHH, i, probe), dh0 + i * BH, dc0 + i * BH, T, B, H, G)
+                       _at(cells, F_DBHH, i, probe), dh0 + i * BH, dc0 + i * BH,
+                       _at(cells, F_WT, i, probe), T, B, H, G, threads)
         if d == 1:
             _reverse_time(da, T, B * G)          # into time order, for dU and dL/dx
         if k > 0:                                # dU, db and dL/dY of the layer below
-            gemm(Trans, NoTrans, G, K, N, 1, da, G, _at(cells, F_Y, k - 1, probe), K, 0,
-                 _at(cells, F_DU, i, probe), K)
+            _gemm(threads, Trans, NoTrans, G, K, N, 1, da, G, _at(cells, F_Y, k - 1, probe),
+                  K, 0, _at(cells, F_DU, i, probe), K)
             sum_rows(da, N, G, _at(cells, F_DB, i, probe))
-            gemm(NoTrans, NoTrans, N, K, G, 1, da, G, _at(cells, F_U, i, probe), K,
-                 0 if d == dirs - 1 else 1, _at(cells, F_DY, k - 1, probe), K)
+            _gemm(threads, NoTrans, NoTrans, N, K, G, 1, da, G, _at(cells, F_U, i, probe), K,
+                  0 if d == dirs - 1 else 1, _at(cells, F_DY, k - 1, probe), K)
 
 
 # ---------------------------------------------------------------------- public kernels
@@ -374,8 +582,12 @@ def stack_forward_dense(Cells cells,
                         const floating[::1] c,            # IN  (O,)
                         floating[:, :, ::1] o,            # OUT (T, B, O)
                         floating[:, :, ::1] h_T,          # OUT (n, B, H)
-                        floating[:, :, ::1] c_T):         # OUT (n, B, H), LSTM
-    """Forward pass of a stack for dense inputs; the buffers of ``cells`` are filled."""
+                        floating[:, :, ::1] c_T,          # OUT (n, B, H), LSTM
+                        int threads=1):
+    """Forward pass of a stack for dense inputs; the buffers of ``cells`` are filled.
+
+    ``threads``: as ``pass_threads`` says (more than one only with BLAS limited to one
+    thread for the call)."""
     cdef int T = x.shape[0], B = x.shape[1], D = x.shape[2], H = h0.shape[2]
     cdef int O = V.shape[0], d, G = cells.arrays["W"][0].shape[0]
     cdef floating probe = 0
@@ -383,11 +595,12 @@ def stack_forward_dense(Cells cells,
     with nogil:
         for d in range(cells.dirs):
             _project(_at(cells, F_U, d, probe), _at(cells, F_B, d, probe), &x[0, 0, 0],
-                     T * B, D, _at(cells, F_GATES, d, probe), G)
+                     T * B, D, _at(cells, F_GATES, d, probe), G, threads)
             if d == 1:
                 _reverse_time(_at(cells, F_GATES, d, probe), T, B * G)
         _layers_forward(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
-                        &o[0, 0, 0], &h_T[0, 0, 0], &c_T[0, 0, 0], T, B, D, H, O)
+                        &o[0, 0, 0], &h_T[0, 0, 0], &c_T[0, 0, 0], T, B, D, H, O,
+                        threads)
 
 
 def stack_forward_ids(Cells cells,
@@ -398,7 +611,8 @@ def stack_forward_ids(Cells cells,
                       const floating[::1] c,
                       floating[:, :, ::1] o,
                       floating[:, :, ::1] h_T,
-                      floating[:, :, ::1] c_T):
+                      floating[:, :, ::1] c_T,
+                      int threads=1):
     """Forward pass of a stack for token ids: U x_t is column x_t of U, gathered."""
     cdef int T = x.shape[0], B = x.shape[1], H = h0.shape[2], O = V.shape[0]
     cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
@@ -412,7 +626,8 @@ def stack_forward_ids(Cells cells,
             if d == 1:
                 _reverse_time(_at(cells, F_GATES, d, probe), T, B * G)
         _layers_forward(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
-                        &o[0, 0, 0], &h_T[0, 0, 0], &c_T[0, 0, 0], T, B, D, H, O)
+                        &o[0, 0, 0], &h_T[0, 0, 0], &c_T[0, 0, 0], T, B, D, H, O,
+                        threads)
 
 
 def stack_backward_dense(Cells cells,
@@ -422,8 +637,10 @@ def stack_backward_dense(Cells cells,
                          floating[:, ::1] dV,             # OUT (O, dirs H)
                          floating[::1] dc,                # OUT (O,)
                          floating[:, :, ::1] dh0,         # OUT (n, B, H)
-                         floating[:, :, ::1] dc0):        # OUT (n, B, H), LSTM
-    """BPTT through a stack for dense inputs, after its forward pass and the loss."""
+                         floating[:, :, ::1] dc0,         # OUT (n, B, H), LSTM
+                         int threads=1):
+    """BPTT through a stack for dense inputs, after its forward pass and the loss;
+    ``threads`` as for ``stack_forward_dense``."""
     cdef int T = x.shape[0], B = x.shape[1], D = x.shape[2], H = dh0.shape[2]
     cdef int O = V.shape[0], d, G = cells.arrays["W"][0].shape[0]
     cdef floating probe = 0
@@ -431,11 +648,11 @@ def stack_backward_dense(Cells cells,
     _check(cells, sizeof(floating))
     with nogil:
         _layers_backward(cells, probe, &V[0, 0], &do[0, 0, 0], &dV[0, 0], &dc[0],
-                         &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, D, H, O)
+                         &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, D, H, O, threads)
         for d in range(cells.dirs):
             da = _at(cells, F_DA, d, probe)
-            gemm(Trans, NoTrans, G, D, T * B, 1, da, G, &x[0, 0, 0], D, 0,
-                 _at(cells, F_DU, d, probe), D)
+            _gemm(threads, Trans, NoTrans, G, D, T * B, 1, da, G, &x[0, 0, 0], D, 0,
+                  _at(cells, F_DU, d, probe), D)
             sum_rows(da, T * B, G, _at(cells, F_DB, d, probe))
 
 
@@ -446,7 +663,8 @@ def stack_backward_ids(Cells cells,
                        floating[:, ::1] dV,
                        floating[::1] dc,
                        floating[:, :, ::1] dh0,
-                       floating[:, :, ::1] dc0):
+                       floating[:, :, ::1] dc0,
+                       int threads=1):
     """BPTT for token ids: dL/da_t e_i^T adds da_t to column i of dU (a scatter)."""
     cdef int T = x.shape[0], B = x.shape[1], H = dh0.shape[2], O = V.shape[0]
     cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
@@ -458,7 +676,7 @@ def stack_backward_ids(Cells cells,
     _check(cells, sizeof(floating))
     with nogil:
         _layers_backward(cells, probe, &V[0, 0], &do[0, 0, 0], &dV[0, 0], &dc[0],
-                         &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, D, H, O)
+                         &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, D, H, O, threads)
         for d in range(cells.dirs):
             da, dU = _at(cells, F_DA, d, probe), _at(cells, F_DU, d, probe)
             for j in range(G * D):
@@ -533,7 +751,7 @@ cdef int _step_layers(Cells cells, floating probe, const floating* h0, const flo
                       int O) noexcept nogil:
     """A step's layers and output, layer 0's gates holding b + U x_t; returns STEP_OK
     or STEP_BAD_OUTPUT."""
-    _layers_forward(cells, probe, h0, c0, V, c, o_out, h_out, c_out, 1, B, D, H, O)
+    _layers_forward(cells, probe, h0, c0, V, c, o_out, h_out, c_out, 1, B, D, H, O, 1)
     return STEP_OK if all_finite(o_out, B * O) else STEP_BAD_OUTPUT
 
 

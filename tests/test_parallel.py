@@ -1,0 +1,200 @@
+"""The Cython backend's parallel passes: float32 LSTM and GRU stacks whose time loops
+(and products) run on several threads, each owning a block of hidden units.
+
+comp = the pass with the thread count forced, ref = the float64 reference. The parallel
+loops sum their products in another order than BLAS does (by fused multiply-adds, in
+order of k), so they are held to the float32 convention of test_gated_kernels.py
+against the reference, and to a few ulp of each tensor's scale against the same pass on
+one thread. The sizes are small, so that the forced thread counts see uneven blocks of
+units (H = 48 on 2 threads: 16 and 32 units), batches that are no multiple of the
+4-row kernel, and one row.
+"""
+import threading
+
+import numpy as np
+import pytest
+import threadpoolctl
+
+import fastrnn
+
+from conftest import RTOL
+
+pytestmark = pytest.mark.skipif("cython" not in fastrnn.available_backends(),
+                                reason="the Cython extension is not built")
+
+
+@pytest.fixture
+def ck():
+    from fastrnn._cython import kernels
+    return kernels
+
+
+@pytest.fixture
+def parallel(ck):
+    if not ck.stack.parallel_loops():
+        pytest.skip("this build has no parallel loops (not the x86-64 AVX2 build)")
+    return ck
+
+
+def force_threads(monkeypatch, ck, n):
+    """Every stack pass runs on n threads, whatever its size."""
+    monkeypatch.setattr(ck.stack, "pass_threads", lambda cells, T, B: n)
+
+
+def problem(cell, num_layers, bidirectional, tokens, T, B, H, D=12, O=7, seed=0):
+    rng = np.random.default_rng(seed)
+    params = fastrnn.init_params(D, H, O, cell=cell, num_layers=num_layers,
+                                 bidirectional=bidirectional, dtype=np.float32, seed=seed)
+    params.data[...] += rng.uniform(-0.1, 0.1, params.data.shape).astype(np.float32)
+    x = rng.integers(0, D, (T, B)) if tokens else \
+        rng.standard_normal((T, B, D)).astype(np.float32)
+    y = rng.integers(0, O, (T, B))
+    n = num_layers * (2 if bidirectional else 1)
+    h0 = rng.standard_normal((n, B, H)).astype(np.float32) * 0.5
+    state = (h0, rng.standard_normal((n, B, H)).astype(np.float32)) if cell == "lstm" else h0
+    return params, x, y, state
+
+
+def results(params, x, y, state, backend):
+    """Outputs, final state, loss and every gradient of a training step, in float64."""
+    o, _ = fastrnn.forward(params, x, state, backend=backend)
+    L, grads, final = fastrnn.loss_and_grad(params, x, y, state, backend=backend)
+    out = {"o": o, "loss": np.array(L), "grads": grads.data, "dh0": grads.h0}
+    for i, part in enumerate(final if isinstance(final, tuple) else (final,)):
+        out[f"final{i}"] = part
+    return {name: np.array(value, dtype=np.float64) for name, value in out.items()}
+
+
+def as_float64(params, x, state):
+    cast = (lambda a: a.astype(np.float64))
+    return (params.astype(np.float64), x if x.dtype.kind == "i" else cast(x),
+            tuple(map(cast, state)) if isinstance(state, tuple) else cast(state))
+
+
+CASES = [  # (num_layers, bidirectional, tokens, T, B, H, threads)
+    (1, False, False, 9, 5, 48, 2),
+    (1, False, True, 7, 1, 32, 2),
+    (1, False, False, 6, 8, 64, 3),
+    (2, False, True, 5, 3, 32, 2),
+    (2, True, False, 6, 4, 16, 2),
+]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers, bidirectional, tokens, T, B, H, threads", CASES)
+def test_parallel_pass_matches_reference_and_one_thread(parallel, monkeypatch, cell,
+                                                        num_layers, bidirectional, tokens,
+                                                        T, B, H, threads):
+    params, x, y, state = problem(cell, num_layers, bidirectional, tokens, T, B, H)
+    ref_params, ref_x, ref_state = as_float64(params, x, state)
+    ref = results(ref_params, ref_x, y, ref_state, "reference")
+    force_threads(monkeypatch, parallel, 1)
+    one = results(params, x, y, state, "cython")
+    force_threads(monkeypatch, parallel, threads)
+    comp = results(params, x, y, state, "cython")
+    assert comp.keys() == ref.keys()
+    for name in ref:
+        scale = max(np.abs(ref[name]).max(), 1e-30)
+        np.testing.assert_allclose(comp[name], ref[name], rtol=0,
+                                   atol=RTOL[np.float32] * scale, err_msg=name)
+        np.testing.assert_allclose(comp[name], one[name], rtol=0, atol=1e-5 * scale,
+                                   err_msg=name)
+
+
+def test_parallel_pass_is_deterministic(parallel, monkeypatch):
+    """The same pass on the same number of threads gives the same bits: every thread
+    owns fixed units and rows, and every sum runs in a fixed order."""
+    params, x, y, state = problem("lstm", 1, False, False, T=6, B=5, H=64)
+    runs = {}
+    for threads in (2, 3, 2, 3):
+        force_threads(monkeypatch, parallel, threads)
+        got = results(params, x, y, state, "cython")
+        for name, value in runs.setdefault(threads, got).items():
+            np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype, cell, H, T, B, expect_parallel", [
+    (np.float32, "lstm", 256, 100, 32, True),
+    (np.float32, "gru", 256, 150, 1, True),
+    (np.float64, "lstm", 256, 100, 32, False),     # the packed products are float32
+    (np.float32, "tanh", 256, 100, 32, False),
+    (np.float32, "lstm", 250, 100, 32, False),     # H no multiple of 16
+    (np.float32, "lstm", 16, 20, 2, False),        # too small to pay for the threads
+])
+def test_which_passes_run_in_parallel(parallel, dtype, cell, H, T, B, expect_parallel):
+    params = fastrnn.init_params(4, H, 3, cell=cell, num_layers=2, dtype=dtype, seed=0)
+    ws = fastrnn.get_workspace(params, T, B)
+    threads = parallel.stack.pass_threads(parallel.cells(params, ws, ws.grads), T, B)
+    if expect_parallel:
+        assert threads == min(parallel.stack.get_threads(), H // 16)
+    else:
+        assert threads == 1
+
+
+def blas_threads():
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+            if lib["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blas_runs_single_threaded_during_a_parallel_pass_only(parallel, monkeypatch,
+                                                               threads):
+    before, seen = blas_threads(), []
+
+    def kernel(cells, *args, threads=1):
+        seen.append((threads, blas_threads()))
+        raise RuntimeError("stop")
+
+    force_threads(monkeypatch, parallel, threads)
+    with pytest.raises(RuntimeError, match="stop"):
+        parallel._run_pass(kernel, None, 100, 32)
+    assert seen == [(threads, before if threads == 1 else [1] * len(before))]
+    assert blas_threads() == before               # restored, after an exception too
+
+
+def test_concurrent_parallel_passes_restore_blas_threads_once(parallel, monkeypatch):
+    """Threads running parallel passes at once: BLAS stays at one thread until the last
+    one ends, then gets its own count back; each thread gets its own results."""
+    before = blas_threads()
+    force_threads(monkeypatch, parallel, 2)
+    params, x, y, state = problem("gru", 1, False, False, T=8, B=4, H=32)
+    expected = results(params, x, y, state, "cython")
+    barrier, failures = threading.Barrier(3), []
+
+    def work():
+        try:
+            barrier.wait()
+            for _ in range(5):
+                got = results(params, x, y, state, "cython")
+                for name in expected:
+                    np.testing.assert_array_equal(got[name], expected[name])
+        except Exception as exc:                  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    assert blas_threads() == before
+
+
+def test_set_threads_refuses_a_count_below_one(ck):
+    with pytest.raises(ValueError, match="n: expected a number of threads >= 1, got 0"):
+        ck.stack.set_threads(0)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-3"])
+def test_a_bad_thread_count_in_the_environment_is_named(ck, monkeypatch, value):
+    monkeypatch.setenv("FASTRNN_NUM_THREADS", value)
+    with pytest.raises(ValueError, match=f"FASTRNN_NUM_THREADS: expected a whole number "
+                                         f">= 1, got '{value}'"):
+        ck._default_threads()
+
+
+def test_the_thread_count_comes_from_the_environment(ck, monkeypatch):
+    monkeypatch.setenv("FASTRNN_NUM_THREADS", "3")
+    assert ck._default_threads() == 3
+    monkeypatch.delenv("FASTRNN_NUM_THREADS")
+    assert ck._default_threads() >= 1
