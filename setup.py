@@ -13,10 +13,12 @@ FASTRNN_NO_EXT=1         do not build the extension at all (a pure-Python instal
 FASTRNN_CYTHON_DEBUG=1   bounds and initialisation checks on, -O0 -g: for debugging
 
 The kernels (rnn.pyx, stack.pyx) are compiled for the baseline of the platform, so that
-a wheel runs on any CPU, and on x86-64 a second time with AVX2 as ``rnn_avx2`` and
-``stack_avx2``, which
-fastrnn._cython.kernels imports instead when the CPU has AVX2: the elementwise loops
-(tanh, exp, the small matrix products) run twice as wide. Both give the same bits.
+a wheel runs on any CPU, and on x86-64 a second time with AVX2 and FMA as ``rnn_avx2``
+and ``stack_avx2``, which fastrnn._cython.kernels imports instead when the CPU has both:
+the elementwise loops (tanh, exp, the small matrix products) run twice as wide, with
+the same bits as the baseline build. ``stack_avx2`` also has the parallel passes of
+large float32 LSTM and GRU stacks (``_parallel.h``: their own packed products, by fused
+multiply-adds, on POSIX threads), which round their products differently.
 
 Development build: ``python setup.py build_ext --inplace`` puts the compiled modules
 beside their sources, where the editable install finds them. The generated C goes to

@@ -99,3 +99,39 @@ class TimeTorchGated:
 
     def peakmem_step(self, name):
         self.step()
+
+
+class GatedCythonThreads:
+    """The Cython backend's gated passes on one thread and on all of them.
+
+    ``threads="one"`` sets ``stack.set_threads(1)``: every product through BLAS (its own
+    threads), the time loop on the calling thread. ``"all"`` keeps the default (the CPUs
+    this process may use): the time loops of the float32 LSTM and GRU run on that many
+    threads, each owning a block of hidden units (``fastrnn/_cython/_parallel.h``).
+    The difference between the two is what the parallel passes bring.
+    """
+
+    params = (list(GATED_CASE_NAMES), ["one", "all"])
+    param_names = ("case", "threads")
+    timeout = 300
+
+    def setup(self, name, threads):
+        check_backend("cython")
+        from fastrnn._cython import kernels
+
+        self.stack = kernels.stack
+        self.default = self.stack.get_threads()
+        if threads == "one":
+            self.stack.set_threads(1)
+        self.params, self.x, self.y = gated_problem(name)
+        self.train = GATED_CASES[name]["train"]
+        self.time_pass(name, threads)
+
+    def teardown(self, name, threads):
+        self.stack.set_threads(self.default)
+
+    def time_pass(self, name, threads):
+        if self.train:
+            fastrnn.loss_and_grad(self.params, self.x, self.y, backend="cython")
+        else:
+            fastrnn.forward(self.params, self.x, backend="cython")

@@ -8,8 +8,9 @@ the development machine (2 cores, AVX-512), each backend in its own process:
   4-8% faster at the three benchmark sizes (S 0.105 vs 0.114 ms, M 14.1 vs 15.0 ms,
   L 346 vs 367 ms, medians), because its BLAS calls accumulate into a_t and kappa_t
   where Numba's np.dot needs a separate pass. For the gated cells at T=100 B=32 D=64
-  H=256 O=64 float32 the two tie (LSTM 53.6 vs 53.9 ms, GRU 42.4 vs 42.3 ms, LSTM
-  inference at T=150 B=1 H=256 3.0 vs 3.1 ms; ``fastrnn bench --gated``).
+  H=256 O=64 float32, whose Cython passes run on both cores (``stack.pass_threads``),
+  Cython is 15-40% faster (LSTM 42.0 vs 53.2 ms, GRU 34.9 vs 43.4 ms, LSTM inference
+  at T=150 B=1 H=256 1.85 vs 3.02 ms; ``fastrnn bench --gated``).
 - steps of the derivation's network (``step``, ``Stream``, sampling): numba, then
   cython. A streaming step at B=1, H=64 costs 2.3 us through Numba and 4.0 us through
   Cython: Numba passes arguments more cheaply and its dot products use AVX-512.

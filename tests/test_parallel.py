@@ -9,6 +9,10 @@ one thread. The sizes are small, so that the forced thread counts see uneven blo
 units (H = 48 on 2 threads: 16 and 32 units), batches that are no multiple of the
 4-row kernel, and one row.
 """
+import os
+import pickle
+import select
+import signal
 import threading
 
 import numpy as np
@@ -178,6 +182,40 @@ def test_concurrent_parallel_passes_restore_blas_threads_once(parallel, monkeypa
         t.join()
     assert not failures, failures
     assert blas_threads() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_forked_child_runs_parallel_passes(parallel, monkeypatch):
+    """The pool's threads are not in a child process after fork(); the child starts
+    its own instead of waiting for them forever."""
+    force_threads(monkeypatch, parallel, 2)
+    params, x, y, state = problem("lstm", 1, False, False, T=8, B=4, H=32)
+    expected = results(params, x, y, state, "cython")     # the pool has its threads
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                          # the child
+        try:
+            os.write(write, pickle.dumps(results(params, x, y, state, "cython")))
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    try:
+        while select.select([read], [], [], 60)[0]:
+            chunk = os.read(read, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the child's parallel pass did not finish within 60 s")
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    got = pickle.loads(b"".join(chunks))
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert results(params, x, y, state, "cython").keys() == expected.keys()  # parent too
 
 
 def test_set_threads_refuses_a_count_below_one(ck):

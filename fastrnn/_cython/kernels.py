@@ -4,8 +4,13 @@ Importing this module raises ImportError when the extension was not built, which
 the registry learns that the backend is unavailable.
 
 The kernels are built twice (see setup.py): ``rnn`` for any CPU of the platform and, on
-x86-64, ``rnn_avx2``, used when the CPU has AVX2 (``ISA`` says which one runs). Both
-compute the same bits; the AVX2 build runs the elementwise loops twice as wide.
+x86-64, ``rnn_avx2``, used when the CPU has AVX2 and FMA (``ISA`` says which one runs).
+Both compute the same bits; the AVX2 build runs the elementwise loops twice as wide.
+
+Passes of large float32 LSTM and GRU stacks run on several threads in the AVX2 build
+(``stack.pass_threads`` decides, ``_run_pass`` runs them): FASTRNN_NUM_THREADS of them,
+by default as many as the CPUs this process may use. BLAS is limited to one thread for
+such a pass, whose own threads split its products (``_SingleThreadedBlas``).
 
 The time loop multiplies a (B, H) block by W at every step, through BLAS when
 B * H * H >= ``BLAS_MIN_WORK`` (for a single row, ``GEMV_FACTOR`` times that) and
