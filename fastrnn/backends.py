@@ -9,8 +9,8 @@ the development machine (2 cores, AVX-512), each backend in its own process:
   L 346 vs 367 ms, medians), because its BLAS calls accumulate into a_t and kappa_t
   where Numba's np.dot needs a separate pass. For the gated cells at T=100 B=32 D=64
   H=256 O=64 float32, whose Cython passes run on both cores (``stack.pass_threads``),
-  Cython is 15-40% faster (LSTM 42.0 vs 53.2 ms, GRU 34.9 vs 43.4 ms, LSTM inference
-  at T=150 B=1 H=256 1.85 vs 3.02 ms; ``fastrnn bench --gated``).
+  Cython is 20-70% faster (LSTM 43.9 vs 52.8 ms, GRU 33.9 vs 42.6 ms, LSTM inference
+  at T=150 B=1 H=256 1.79 vs 3.08 ms; ``fastrnn bench --gated``).
 - steps of the derivation's network (``step``, ``Stream``, sampling): numba, then
   cython. A streaming step at B=1, H=64 costs 2.3 us through Numba and 4.0 us through
   Cython: Numba passes arguments more cheaply and its dot products use AVX-512.
