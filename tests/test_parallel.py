@@ -7,7 +7,7 @@ order of k), so they are held to the float32 convention of test_gated_kernels.py
 against the reference, and to a few ulp of each tensor's scale against the same pass on
 one thread. The sizes are small, so that the forced thread counts see uneven blocks of
 units (H = 48 on 2 threads: 16 and 32 units), batches that are no multiple of the
-4-row kernel, and one row.
+6- and 4-row kernels, and one row.
 """
 import os
 import pickle
@@ -80,7 +80,7 @@ CASES = [  # (num_layers, bidirectional, tokens, T, B, H, threads)
     (1, False, True, 7, 1, 32, 2),
     (1, False, False, 6, 8, 64, 3),
     (2, False, True, 5, 3, 32, 2),
-    (2, True, False, 6, 4, 16, 2),
+    (2, True, False, 6, 4, 32, 2),
 ]
 
 
@@ -216,6 +216,61 @@ def test_a_forked_child_runs_parallel_passes(parallel, monkeypatch):
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
     assert results(params, x, y, state, "cython").keys() == expected.keys()  # parent too
+
+
+def test_a_child_forked_during_a_parallel_pass_gets_its_blas_threads_back(parallel):
+    """The pass that would lift the BLAS limit runs on in the parent only."""
+    before = blas_threads()
+    read, write = os.pipe()
+    with parallel._single_threaded_blas:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(write, pickle.dumps((blas_threads(),
+                                              parallel._single_threaded_blas._active)))
+            finally:
+                os._exit(0)
+        assert blas_threads() == [1] * len(before)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        child = pickle.loads(f.read())
+    os.waitpid(pid, 0)
+    assert child == (before, 0)
+    assert blas_threads() == before
+
+
+def test_the_kernels_refuse_a_thread_count_the_stack_cannot_use(parallel, monkeypatch):
+    """H = 40 is no multiple of 16 (units 32..39 would be left out), a tanh stack has
+    no parallel loop, and 0 threads are none."""
+    for cell, H, threads in (("lstm", 40, 2), ("tanh", 32, 2), ("gru", 32, 0)):
+        params = fastrnn.init_params(4, H, 3, cell=cell, num_layers=2, dtype=np.float32)
+        x = np.zeros((5, 2, 4), np.float32)
+        force_threads(monkeypatch, parallel, threads)
+        limit = 1 if threads else 2
+        with pytest.raises(ValueError, match=f"threads: expected 1 to {limit} for this "
+                                             f"stack, got {threads}"):
+            fastrnn.forward(params, x, backend="cython")
+
+
+def test_a_pass_runs_on_at_most_64_threads(parallel):
+    params = fastrnn.init_params(4, 1056, 3, cell="lstm", dtype=np.float32)
+    ws = fastrnn.get_workspace(params, 1, 1)
+    default = parallel.stack.get_threads()
+    try:
+        parallel.stack.set_threads(100)
+        assert parallel.stack.pass_threads(parallel.cells(params, ws, ws.grads), 1, 1) == 64
+    finally:
+        parallel.stack.set_threads(default)
+
+
+@pytest.mark.parametrize("cpu_max, cap", [("max 100000\n", None), ("150000 100000\n", 2),
+                                          ("50000 100000\n", 1), ("garbage\n", None)])
+def test_the_default_thread_count_respects_a_cgroup_quota(ck, tmp_path, cpu_max, cap):
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    cpus = len(os.sched_getaffinity(0))
+    assert ck._usable_cpus(str(path)) == (cpus if cap is None else min(cpus, cap))
+    assert ck._usable_cpus(str(tmp_path / "missing")) == cpus
 
 
 def test_set_threads_refuses_a_count_below_one(ck):

@@ -27,6 +27,7 @@
 #include <stddef.h>
 
 #define FRNN_PANEL 16
+#define FRNN_MAX_THREADS 64
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__unix__) && \
     !defined(__STDC_NO_ATOMICS__)
@@ -198,8 +199,6 @@ static void frnn_barrier_wait(frnn_barrier *b)
 }
 
 typedef void (*frnn_task)(void *ctx, int id);
-
-#define FRNN_MAX_THREADS 64
 
 /* Threads started for one call, when the pool is busy with another caller's job. */
 typedef struct {

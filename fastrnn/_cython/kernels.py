@@ -42,8 +42,24 @@ if rnn.cpu_has_avx2():
     except ImportError:     # not built: not x86-64, or the compiler refused -mavx2
         pass
 
+def _usable_cpus(cpu_max="/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may run on, fewer if a cgroup's CPU quota allows fewer."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:          # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        with open(cpu_max) as f:                        # "max 100000" or "quota period"
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
 def _default_threads() -> int:
-    """FASTRNN_NUM_THREADS when set, else the CPUs this process may run on."""
+    """FASTRNN_NUM_THREADS when set, else the CPUs this process may use."""
     value = os.environ.get("FASTRNN_NUM_THREADS", "").strip()
     if value:
         try:
@@ -54,10 +70,7 @@ def _default_threads() -> int:
             raise ValueError(f"FASTRNN_NUM_THREADS: expected a whole number >= 1, got "
                              f"{value!r}")
         return threads
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:          # not on Linux
-        return os.cpu_count() or 1
+    return _usable_cpus()
 
 
 stack.set_threads(_default_threads())
@@ -193,8 +206,19 @@ class _SingleThreadedBlas:
                 self._limiter.restore_original_limits()
                 self._limiter = None
 
+    def _after_fork_in_child(self):
+        """A child forked during a pass inherits the limit, but not the pass that
+        would lift it (nor, perhaps, a free lock): it lifts the limit itself."""
+        self._lock = threading.Lock()
+        self._active = 0
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+            self._limiter = None
+
 
 _single_threaded_blas = _SingleThreadedBlas()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_single_threaded_blas._after_fork_in_child)
 
 
 def _run_pass(kernel, cells, T, B, *args):

@@ -35,6 +35,7 @@ from ._vecmath cimport sigmoid, tanh
 cdef extern from "_parallel.h" nogil:
     int FRNN_PARALLEL
     int FRNN_PANEL
+    int FRNN_MAX_THREADS
     ctypedef struct frnn_barrier:
         pass
     ctypedef void (*frnn_task)(void* ctx, int id) noexcept nogil
@@ -323,7 +324,8 @@ cdef void _loop_task(void* ctx, int id) noexcept nogil:
                        L.B, H, G, u0, u1, &L.barrier)
     else:                                        # gate q: B(k, j) = W[qH + u0 + j, k]
         for q in range(G // H):
-            frnn_pack(L.W + (q * H + u0) * H, 1, H, H, n, Wp + q * n * H)
+            frnn_pack(L.W + (<Py_ssize_t>q * H + u0) * H, 1, H, H, n,
+                      Wp + <Py_ssize_t>q * n * H)
         _forward_loop(L.cell, L.W, L.b_hh, Wp, L.gates, L.aux, L.h, L.T, L.B, H, G, u0,
                       u1, &L.barrier)
 
@@ -347,12 +349,20 @@ def pass_threads(Cells cells, int T, int B):
     threads would otherwise compete with the pass's for the cores.
     """
     cdef int H = cells.arrays["W"][0].shape[1], G = cells.arrays["W"][0].shape[0]
-    if not FRNN_PARALLEL or _threads < 2 or cells.dtype != np.float32 \
-            or (cells.cell != LSTM and cells.cell != GRU) or H % FRNN_PANEL != 0:
-        return 1
     if <double>B * H * G < PARALLEL_MIN_STEP or <double>T * B * H * G < PARALLEL_MIN_LOOP:
         return 1
-    return min(_threads, H // FRNN_PANEL)
+    return min(_threads, _max_threads(cells))
+
+
+cdef int _max_threads(Cells cells):
+    """The most threads a pass of ``cells`` can run on: 1 unless this build has parallel
+    loops and the stack is a float32 LSTM or GRU with H a multiple of 16; then one per
+    16 hidden units, at most FRNN_MAX_THREADS."""
+    cdef int H = cells.arrays["W"][0].shape[1]
+    if not FRNN_PARALLEL or cells.dtype != np.float32 \
+            or (cells.cell != LSTM and cells.cell != GRU) or H % FRNN_PANEL != 0:
+        return 1
+    return min(H // FRNN_PANEL, FRNN_MAX_THREADS)
 
 
 cdef bint _run_parallel(_Loop* loop) noexcept nogil:
@@ -519,7 +529,8 @@ cdef void _sum_rows(int threads, const floating* M, int N, int K,
 
 
 def set_threads(int n):
-    """Run the time loops of large float32 LSTM and GRU cells on up to n threads."""
+    """Run large float32 LSTM and GRU passes on up to n threads (at most one per 16
+    hidden units and FRNN_MAX_THREADS in all)."""
     global _threads
     if n < 1:
         raise ValueError(f"n: expected a number of threads >= 1, got {n}")
@@ -652,7 +663,7 @@ def stack_forward_dense(Cells cells,
     cdef int T = x.shape[0], B = x.shape[1], D = x.shape[2], H = h0.shape[2]
     cdef int O = V.shape[0], d, G = cells.arrays["W"][0].shape[0]
     cdef floating probe = 0
-    _check(cells, sizeof(floating))
+    _check(cells, sizeof(floating), threads)
     with nogil:
         for d in range(cells.dirs):
             _project(_at(cells, F_U, d, probe), _at(cells, F_B, d, probe), &x[0, 0, 0],
@@ -679,7 +690,7 @@ def stack_forward_ids(Cells cells,
     cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
     cdef int d
     cdef floating probe = 0
-    _check(cells, sizeof(floating))
+    _check(cells, sizeof(floating), threads)
     with nogil:
         for d in range(cells.dirs):
             _gather(_at(cells, F_U, d, probe), _at(cells, F_B, d, probe), &x[0, 0], T * B,
@@ -706,7 +717,7 @@ def stack_backward_dense(Cells cells,
     cdef int O = V.shape[0], d, G = cells.arrays["W"][0].shape[0]
     cdef floating probe = 0
     cdef floating* da
-    _check(cells, sizeof(floating))
+    _check(cells, sizeof(floating), threads)
     with nogil:
         _layers_backward(cells, probe, &V[0, 0], &do[0, 0, 0], &dV[0, 0], &dc[0],
                          &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, D, H, O, threads)
@@ -734,7 +745,7 @@ def stack_backward_ids(Cells cells,
     cdef floating probe = 0
     cdef floating* da
     cdef floating* dU
-    _check(cells, sizeof(floating))
+    _check(cells, sizeof(floating), threads)
     with nogil:
         _layers_backward(cells, probe, &V[0, 0], &do[0, 0, 0], &dV[0, 0], &dc[0],
                          &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, D, H, O, threads)
@@ -816,11 +827,15 @@ cdef int _step_layers(Cells cells, floating probe, const floating* h0, const flo
     return STEP_OK if all_finite(o_out, B * O) else STEP_BAD_OUTPUT
 
 
-def _check(Cells cells, size_t itemsize):
-    """The kernels read ``cells``' addresses as the dtype of their memoryviews."""
+def _check(Cells cells, size_t itemsize, int threads=1):
+    """The kernels read ``cells``' addresses as the dtype of their memoryviews, and run
+    on a number of threads that the stack allows (see ``_max_threads``)."""
     if cells.dtype.itemsize != itemsize:
         raise TypeError(f"cells: expected arrays of {itemsize}-byte floats, got "
                         f"{cells.dtype}")
+    if threads < 1 or threads > _max_threads(cells):
+        raise ValueError(f"threads: expected 1 to {_max_threads(cells)} for this stack, "
+                         f"got {threads}")
 
 
 def _check_step(Cells cells, size_t itemsize):
