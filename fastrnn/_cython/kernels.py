@@ -42,6 +42,7 @@ if rnn.cpu_has_avx2():
     except ImportError:     # not built: not x86-64, or the compiler refused -mavx2
         pass
 
+
 def _usable_cpus(cpu_max="/sys/fs/cgroup/cpu.max") -> int:
     """The CPUs this process may run on, fewer if a cgroup's CPU quota allows fewer."""
     try:
