@@ -219,3 +219,34 @@ def test_overflowing_loss_is_an_error_not_a_nan(backend):
     params.c[:] = 1.7e308                   # o_t overflows to inf
     with pytest.raises(FloatingPointError, match=r"^loss: "):
         fastrnn.loss_and_grad(params, x, y, h0, backend=backend)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.longdouble])
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "read-only"])
+@pytest.mark.parametrize("size", [0, 1, 7, 1000])
+def test_all_finite_agrees_with_numpy(dtype, layout, size):
+    """The compiled test of contiguous float32/float64 arrays and the summing one of the
+    others agree with np.isfinite, wherever the bad value sits (first, inside a vector
+    block, last) and whatever it is."""
+    from fastrnn._checks import all_finite
+
+    rng = np.random.default_rng(size)
+    base = rng.standard_normal((2 * size, 6)).astype(dtype)
+    layouts = {"C": lambda a: a, "F": np.asfortranarray, "strided": lambda a: a[::2, ::2],
+               "read-only": lambda a: a}
+
+    def made(index=None, value=None):
+        a = layouts[layout](base.copy())
+        if index is not None:
+            a.flat[index] = value
+        a.flags.writeable = layout != "read-only"
+        return a
+
+    a = made()
+    assert all_finite(a)
+    assert a.flags.c_contiguous == (layout in ("C", "read-only") or size == 0)
+    for index in {0, a.size // 2, a.size - 1} if a.size else ():
+        for value in (np.nan, np.inf, -np.inf):
+            assert not all_finite(made(index, value)), (index, value)
+    huge = np.full(a.shape, np.finfo(dtype).max, dtype=dtype)
+    assert all_finite(huge)                 # their sum overflows; they are finite
