@@ -184,6 +184,83 @@ def test_concurrent_parallel_passes_restore_blas_threads_once(parallel, monkeypa
     assert blas_threads() == before
 
 
+def test_a_pass_on_another_python_thread_runs_blas_single_threaded(parallel, monkeypatch):
+    """Passes on the main thread, then on another one: both limit BLAS (threadpoolctl
+    3.8 would ignore the second thread's limit, OpenBLAS's count being set only by the
+    first thread that set it)."""
+    before, seen = blas_threads(), []
+
+    def kernel(cells, *args, threads=1):
+        seen.append(blas_threads())
+
+    def run():
+        parallel._run_pass(kernel, None, 100, 32)
+
+    force_threads(monkeypatch, parallel, 2)
+    run()
+    other = threading.Thread(target=run)
+    other.start()
+    other.join()
+    assert seen == [[1] * len(before)] * 2
+    assert blas_threads() == before
+
+
+@pytest.mark.parametrize("last", ["first", "second"])
+def test_the_last_pass_to_end_lifts_the_limit_whichever_thread_began_it(parallel, last):
+    """Two threads' passes overlap, the first to begin sets the limit; when both have
+    ended, BLAS has its counts back, both threads still alive."""
+    before, limit = blas_threads(), parallel._single_threaded_blas
+    entered, leave, left = ([threading.Event(), threading.Event()] for _ in range(3))
+    finish = threading.Event()
+
+    def worker(i):
+        with limit:
+            entered[i].set()
+            leave[i].wait(10)
+        left[i].set()
+        finish.wait(10)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for i, t in enumerate(threads):
+        t.start()
+        entered[i].wait(10)
+    inside = blas_threads()
+    for i in ((1, 0) if last == "first" else (0, 1)):
+        leave[i].set()
+        left[i].wait(10)
+    after = blas_threads()
+    finish.set()
+    for t in threads:
+        t.join(10)
+    assert inside == [1] * len(before)
+    assert after == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_fork_waits_for_a_change_of_the_blas_limit_in_progress(parallel):
+    """A child forked while OpenBLAS changes its thread count would inherit OpenBLAS's
+    lock held, and wait for it forever when it lifts the limit: fork() waits."""
+    limit, released = parallel._single_threaded_blas, []
+    holding = threading.Event()
+
+    def change():
+        with limit._lock:                 # as __enter__ and __exit__ hold it
+            holding.set()
+            threading.Event().wait(0.3)
+            released.append(True)
+
+    t = threading.Thread(target=change)
+    t.start()
+    holding.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    forked_after_release = bool(released)
+    os.waitpid(pid, 0)
+    t.join()
+    assert forked_after_release
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
 def test_a_forked_child_runs_parallel_passes(parallel, monkeypatch):
     """The pool's threads are not in a child process after fork(); the child starts

@@ -182,44 +182,75 @@ class _SingleThreadedBlas:
     The pass splits its products over its own threads; BLAS's threads, which spin for a
     while after each call, would compete with them for the cores. The limit is global
     to the process, as BLAS's thread count is: it is set when the first of any
-    concurrent parallel passes starts and lifted when the last one ends. Meanwhile other
-    threads' BLAS calls run single-threaded too, with the same results.
+    concurrent parallel passes starts and lifted when the last one ends, which may be
+    in another Python thread. Meanwhile other threads' BLAS calls run single-threaded
+    too, with the same results.
+
+    The counts are set through each library's controller, not threadpoolctl's
+    ``limit``: for an OpenBLAS with its own threads, threadpoolctl 3.8 lets only the
+    first Python thread that set a count change it again, and ignores the others
+    without a word. So before each change this clears that "controlling thread", and
+    clears it again afterwards, leaving none (``_set``).
+
+    ``fork()`` waits for a change in progress (``_lock``): a child forked while
+    OpenBLAS's own lock is held would wait for it forever when it lifts the limit.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._active = 0
-        self._limiter = None
-        self._controller = None
+        self._libraries = None          # threadpoolctl's controllers of the BLAS libraries
+        self._saved = None              # their thread counts while the limit is on
+
+    def _set(self, counts):
+        clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),
+                        "clear_controlling_thread", None)        # threadpoolctl >= 3.8
+        for library, count in zip(self._libraries, counts):
+            if clear is not None:
+                clear(force=True)
+            library.set_num_threads(count)
+        if clear is not None:
+            clear(force=True)
 
     def __enter__(self):
         with self._lock:
             if self._active == 0:
-                if self._controller is None:
-                    self._controller = threadpoolctl.ThreadpoolController()
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
+                if self._libraries is None:
+                    self._libraries = threadpoolctl.ThreadpoolController().select(
+                        user_api="blas").lib_controllers
+                if self._saved is None:  # else an interrupted __enter__ saved them
+                    self._saved = [library.get_num_threads() for library in self._libraries]
+                self._set([1] * len(self._libraries))
             self._active += 1
 
     def __exit__(self, *exc):
         with self._lock:
             self._active -= 1
             if self._active == 0:
-                self._limiter.restore_original_limits()
-                self._limiter = None
+                self._set(self._saved)
+                self._saved = None
+
+    def _before_fork(self):
+        self._lock.acquire()
+
+    def _after_fork_in_parent(self):
+        self._lock.release()
 
     def _after_fork_in_child(self):
         """A child forked during a pass inherits the limit, but not the pass that
-        would lift it (nor, perhaps, a free lock): it lifts the limit itself."""
+        would lift it: it lifts the limit itself."""
         self._lock = threading.Lock()
         self._active = 0
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-            self._limiter = None
+        if self._saved is not None:
+            self._set(self._saved)
+            self._saved = None
 
 
 _single_threaded_blas = _SingleThreadedBlas()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_single_threaded_blas._after_fork_in_child)
+    os.register_at_fork(before=_single_threaded_blas._before_fork,
+                        after_in_parent=_single_threaded_blas._after_fork_in_parent,
+                        after_in_child=_single_threaded_blas._after_fork_in_child)
 
 
 def _run_pass(kernel, cells, T, B, *args):
