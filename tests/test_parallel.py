@@ -363,6 +363,18 @@ def test_a_bad_thread_count_in_the_environment_is_named(ck, monkeypatch, value):
         ck._default_threads()
 
 
+@pytest.mark.parametrize("value", ["100", "3000000000"])
+def test_a_thread_count_above_the_cap_is_the_cap(ck, monkeypatch, value):
+    """More threads than FRNN_MAX_THREADS (64), even more than a C int holds, is 64."""
+    default = ck.stack.get_threads()
+    monkeypatch.setenv("FASTRNN_NUM_THREADS", value)
+    try:
+        ck.stack.set_threads(ck._default_threads())
+        assert ck.stack.get_threads() == 64
+    finally:
+        ck.stack.set_threads(default)
+
+
 def test_the_thread_count_comes_from_the_environment(ck, monkeypatch):
     monkeypatch.setenv("FASTRNN_NUM_THREADS", "3")
     assert ck._default_threads() == 3

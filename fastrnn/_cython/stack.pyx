@@ -47,6 +47,8 @@ cdef extern from "_parallel.h" nogil:
     void frnn_barrier_wait(frnn_barrier* b)
     int frnn_run(int n, frnn_task fn, void* ctx)
 
+import operator
+
 import numpy as np
 
 from fastrnn import backends
@@ -528,17 +530,18 @@ cdef void _sum_rows(int threads, const floating* M, int N, int K,
     sum_rows(M, N, K, v)
 
 
-def set_threads(int n):
+def set_threads(n):
     """Run large float32 LSTM and GRU passes on up to n threads (at most one per 16
-    hidden units and FRNN_MAX_THREADS in all)."""
+    hidden units and FRNN_MAX_THREADS in all: a larger n is taken as FRNN_MAX_THREADS)."""
     global _threads
+    n = operator.index(n)
     if n < 1:
         raise ValueError(f"n: expected a number of threads >= 1, got {n}")
-    _threads = n
+    _threads = min(n, FRNN_MAX_THREADS)
 
 
 def get_threads():
-    """The number of threads set by ``set_threads`` (1 at import)."""
+    """The number of threads set by ``set_threads``, at most FRNN_MAX_THREADS."""
     return _threads
 
 
