@@ -34,7 +34,7 @@ def all_finite(a: np.ndarray) -> bool:
     """Whether every element is finite, without allocating for finite input.
 
     A C-contiguous float32 or float64 array is tested by a compiled loop (2.36 MB of
-    float32 in 40 us, against 105 us for its sum). Any other is summed: the sum of finite
+    float32 in 30 us, against 105 us for its sum). Any other is summed: the sum of finite
     numbers is finite unless it overflows, and only then is the exact, allocating test
     needed.
     """

@@ -206,6 +206,8 @@ class _SingleThreadedBlas:
         clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),
                         "clear_controlling_thread", None)        # threadpoolctl >= 3.8
         for library, count in zip(self._libraries, counts):
+            if count is None:           # a library that reports no count: left alone
+                continue
             if clear is not None:
                 clear(force=True)
             library.set_num_threads(count)
@@ -220,7 +222,7 @@ class _SingleThreadedBlas:
                         user_api="blas").lib_controllers
                 if self._saved is None:  # else an interrupted __enter__ saved them
                     self._saved = [library.get_num_threads() for library in self._libraries]
-                self._set([1] * len(self._libraries))
+                self._set([None if count is None else 1 for count in self._saved])
             self._active += 1
 
     def __exit__(self, *exc):
