@@ -1,4 +1,5 @@
-"""Numba's on-disk cache: used when a folder is writable, off on request or when none is.
+"""Numba's on-disk cache: in fastrnn's per-user folder (never in the installed package), in
+a folder FASTRNN_NUMBA_CACHE names, or off on request or when the folder is unwritable.
 
 The compiling runs happen in subprocesses, so that each starts without compiled kernels.
 """
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+import fastrnn
 from fastrnn import _config
 
+# min_max compiles in about a second (it calls another kernel, _flat): enough to see
+# where the cache goes, without the 10 s of a training step's kernels.
 RUN = textwrap.dedent("""
     import json
     import numpy as np
@@ -21,11 +25,10 @@ RUN = textwrap.dedent("""
     from fastrnn import _config
     from fastrnn._numba import rnn
     {prelude}
-    params = fastrnn.init_params(5, 4, 3, seed=0)
-    x = np.random.default_rng(0).integers(0, 5, (6, 2))
-    loss, grads, _ = fastrnn.loss_and_grad(params, x, x % 3, backend="numba")
-    print(json.dumps(dict(cache=_config.numba_cache_enabled(), loss=loss,
-                          hits=sum(rnn.forward_ids.stats.cache_hits.values()))))
+    result = rnn.min_max(np.arange(-3, 7))
+    print(json.dumps(dict(cache=_config.numba_cache_enabled(), result=result,
+                          folder=str(_config.kernel_cache_dir()),
+                          hits=sum(rnn.min_max.stats.cache_hits.values()))))
 """)
 
 
@@ -42,16 +45,38 @@ def cached_files(folder: Path):
     return sorted(p.name for p in folder.rglob("*") if p.suffix in (".nbi", ".nbc"))
 
 
+def installed_cache_files():
+    """The cache files inside the package, by name, with their modification times."""
+    package = Path(_config.__file__).parent
+    return {p: p.stat().st_mtime_ns for p in package.rglob("*") if p.suffix in (".nbi", ".nbc")}
+
+
 def test_second_process_loads_kernels_from_the_cache(tmp_path):
-    first = run({"NUMBA_CACHE_DIR": str(tmp_path)})
-    assert first["cache"] and cached_files(tmp_path)
-    second = run({"NUMBA_CACHE_DIR": str(tmp_path)})
+    first = run({"FASTRNN_NUMBA_CACHE": str(tmp_path)})
+    assert first["cache"] and first["folder"] == str(tmp_path) and cached_files(tmp_path)
+    second = run({"FASTRNN_NUMBA_CACHE": str(tmp_path)})
     assert second["hits"] > 0
-    assert second["loss"] == first["loss"]
+    assert second["result"] == first["result"] == [-3, 6]
+
+
+def test_kernels_are_cached_per_user_never_in_the_package(tmp_path):
+    before = installed_cache_files()
+    result = run({"XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path)})
+    folder = tmp_path / "fastrnn" / f"{fastrnn.__version__}-{sys.implementation.cache_tag}"
+    assert result["cache"] and result["folder"] == str(folder)
+    assert cached_files(folder)
+    assert installed_cache_files() == before
+
+
+def test_numba_cache_dir_moves_the_per_user_folder(tmp_path):
+    result = run({"NUMBA_CACHE_DIR": str(tmp_path), "XDG_CACHE_HOME": "/proc/fastrnn-none"})
+    assert result["folder"].startswith(str(tmp_path / "fastrnn"))
+    assert cached_files(tmp_path / "fastrnn")
 
 
 def test_cache_can_be_turned_off(tmp_path):
-    result = run({"NUMBA_CACHE_DIR": str(tmp_path), "FASTRNN_NUMBA_CACHE": "0"})
+    result = run({"XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path),
+                  "FASTRNN_NUMBA_CACHE": "0"})
     assert result["cache"] is False and result["hits"] == 0
     assert cached_files(tmp_path) == []
 
@@ -75,16 +100,27 @@ def test_read_only_install_runs_without_cache(tmp_path):
     assert result["cache"] is False and result["hits"] == 0
 
 
-@pytest.mark.parametrize("value, expected", [("0", False), ("off", False), ("1", True)])
-def test_environment_switch(monkeypatch, tmp_path, value, expected):
+@pytest.mark.parametrize("value", ["0", "off", "No"])
+def test_environment_switch_turns_the_cache_off(monkeypatch, value):
     monkeypatch.setenv("FASTRNN_NUMBA_CACHE", value)
-    assert _config.numba_cache_enabled.__wrapped__(tmp_path) is expected
+    assert _config.kernel_cache_dir.__wrapped__() is None
 
 
-def test_unwritable_folders_turn_the_cache_off(monkeypatch, tmp_path):
-    monkeypatch.delenv("FASTRNN_NUMBA_CACHE", raising=False)
-    monkeypatch.setattr(_config, "_writable", lambda folder: False)
-    assert _config.numba_cache_enabled.__wrapped__(tmp_path) is False
-    monkeypatch.setattr(_config, "_writable", lambda folder: folder == Path("/somewhere/ok"))
-    monkeypatch.setattr("numba.core.config.CACHE_DIR", "/somewhere/ok")
-    assert _config.numba_cache_enabled.__wrapped__(tmp_path) is True
+@pytest.mark.parametrize("value", ["", "1", "on"])
+def test_environment_switch_keeps_the_per_user_folder(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("FASTRNN_NUMBA_CACHE", value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr("numba.core.config.CACHE_DIR", "")
+    assert _config.kernel_cache_dir.__wrapped__() == _config.default_cache_dir()
+    assert _config.default_cache_dir().parent == tmp_path / "fastrnn"
+
+
+def test_environment_switch_names_a_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTRNN_NUMBA_CACHE", str(tmp_path / "ci-cache"))
+    assert _config.kernel_cache_dir.__wrapped__() == tmp_path / "ci-cache"
+    assert (tmp_path / "ci-cache").is_dir()
+
+
+def test_an_unwritable_folder_turns_the_cache_off(monkeypatch):
+    monkeypatch.setenv("FASTRNN_NUMBA_CACHE", "/proc/fastrnn-cannot-exist")
+    assert _config.kernel_cache_dir.__wrapped__() is None
