@@ -4,6 +4,12 @@ import pytest
 
 import fastrnn
 
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "smoke: the subset CI runs on installed packages: "
+                                       "every backend entry point once (tests/test_smoke.py)")
+
+
 # Float32 kernels are compared with the float64 reference at these tolerances.
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
 
