@@ -14,4 +14,21 @@ from .workspace import Workspace
 
 __all__ = ["__version__", "Grads", "Params", "RNN", "Stream", "Workspace",
            "available_backends", "data", "diagnostics", "forward", "get_workspace",
-           "gradcheck", "init_params", "loss_and_grad", "optim", "sgd_step", "step"]
+           "gradcheck", "init_params", "interop", "loss_and_grad", "optim", "sgd_step",
+           "step"]
+
+# Subpackages imported on first access (PEP 562): ``fastrnn.interop`` works after a plain
+# ``import fastrnn`` without importing the frameworks it converts from.
+_LAZY_SUBMODULES = ("interop",)
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
