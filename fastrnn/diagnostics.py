@@ -105,13 +105,35 @@ def plot_gradient_norms(norms: dict, path) -> Path:
     return _save(fig, path, "path")
 
 
-def plot_training(model, losses, x, y, stem) -> list[Path]:
-    """Write ``stem-loss.png`` (training loss per step) and ``stem-gradnorms.png``."""
+def plot_training(model, losses, x, y, stem, *, held_out=None, baseline=None) -> list[Path]:
+    """Write ``stem-loss.png`` (the loss per step) and ``stem-gradnorms.png`` (the
+    gradient norms through time on x, y, as ``gradient_norms`` computes them).
+
+    ``losses`` are the training losses of the model's last ``len(losses)`` steps (nan for
+    a skipped step), plotted at their step numbers. ``held_out`` maps step numbers to a
+    held-out loss, drawn as a second curve; ``baseline`` is drawn as a horizontal line
+    (for a character model, the entropy of the letter frequencies: the loss of a model
+    without context). Cross-entropy is in nats, per character for a model with a
+    vocabulary.
+    """
     stem = Path(stem)
+    p = model.params
     fig, ax = _figure()
-    ax.plot(np.arange(1, len(losses) + 1), losses, lw=0.6)
+    last = model.progress["steps"]
+    ax.plot(np.arange(last - len(losses) + 1, last + 1), losses, lw=0.6, label="training")
+    if held_out:
+        steps = sorted(held_out)
+        ax.plot(steps, [held_out[step] for step in steps], marker="o", label="held-out")
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", ls="--", lw=1, label="unigram baseline")
+    if model.loss == "cross_entropy":
+        unit = "nats/char" if model.vocabulary is not None else "nats per step"
+        ax.set_ylabel(f"cross-entropy ({unit})")
+    else:
+        ax.set_ylabel(f"{model.loss} (mean per step)")
     ax.set_xlabel("step")
-    ax.set_ylabel(f"{model.loss} (mean per step)")
+    ax.set_title(f"loss: {p.cell} x {p.num_layers} layer(s), H={p.hidden_size}")
+    ax.legend()
     loss_path = _save(fig, stem.with_name(stem.name + "-loss.png"), "stem")
     norms = {"||dL/ds_t||, loss of every step": gradient_norms(model, x, y),
              "||dL_T/ds_t||, loss of the last step": gradient_norms(model, x, y,

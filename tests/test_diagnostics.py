@@ -120,3 +120,27 @@ def test_a_plot_gets_the_permissions_of_a_new_file(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_the_training_plot_has_units_held_out_curve_and_baseline(tmp_path, monkeypatch):
+    """The losses of a resumed run at their step numbers, the held-out points, the
+    unigram baseline as a horizontal line, a title and the unit of the loss."""
+    pytest.importorskip("matplotlib")
+    figures = []
+    monkeypatch.setattr(diagnostics, "_save",
+                        lambda fig, path, argument: figures.append(fig) or path)
+    vocab = fastrnn.data.Vocabulary.from_text("abcd")
+    model = RNN.char_model(vocab, 4, seed=0)
+    model.progress["steps"] = 13
+    x, y = np.random.default_rng(0).integers(0, 4, size=(2, 5, 2))
+    diagnostics.plot_training(model, [1.4, np.nan, 1.3], x, y, tmp_path / "t",
+                              held_out={13: 1.35, 12: 1.38}, baseline=1.386)
+    ax = figures[0].axes[0]
+    assert ax.get_title() == "loss: tanh x 1 layer(s), H=4"
+    assert ax.get_ylabel() == "cross-entropy (nats/char)"
+    train, held_out, baseline = ax.get_lines()
+    assert [line.get_label() for line in ax.get_legend().get_lines()] == \
+        ["training", "held-out", "unigram baseline"]
+    np.testing.assert_array_equal(train.get_xdata(), [11, 12, 13])
+    np.testing.assert_array_equal(held_out.get_xydata(), [[12, 1.38], [13, 1.35]])
+    np.testing.assert_array_equal(baseline.get_ydata(), [1.386, 1.386])
