@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastrnn COMMAND``.
+"""Command line: ``fastrnn COMMAND`` (or ``python -m fastrnn COMMAND``).
 
 train   trains a character language model (default corpus: the Python standard
         library's sources, read from this interpreter; nothing to download)
@@ -8,24 +8,44 @@ info    version, backends, threads and the Numba cache
 """
 from __future__ import annotations
 
+# Only the standard library at the top: the console script imports this module before
+# main() runs, and NumPy, Numba and the package's modules are imported inside main(),
+# where a Ctrl-C is caught, so that an interrupted start is one line, not a traceback.
 import argparse
 import math
+import os
+import secrets
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from . import __version__, available_backends, data, optim
-from .model import RNN, NonFiniteError
-from .params import CELLS
+    from . import optim
+    from .model import RNN
+
+# Each point of --plot's held-out curve is the loss on this many windows of the held-out
+# text cut into --batch streams: the work of about as many training steps, once every
+# --every steps. (The whole held-out text, in 4 long streams, is evaluated at the end.)
+CURVE_WINDOWS = 2
 
 
 def _unigram_entropy(ids: np.ndarray, size: int) -> float:
     """Entropy in nats of the character frequencies: the loss of a model without context."""
+    import numpy as np
+
     p = np.bincount(ids, minlength=size) / ids.size
     p = p[p > 0]
     return float(-(p * np.log(p)).sum())
+
+
+def _next_char_streams(ids: np.ndarray, streams: int) -> tuple:
+    """(x, y): ``ids`` cut into streams (N, B), y the character after x."""
+    from . import data
+
+    return tuple(data.streams(ids[k:len(ids) - 1 + k], streams) for k in (0, 1))
 
 
 def _evaluate(model: RNN, x, y, window: int) -> float:
@@ -42,10 +62,16 @@ def _evaluate(model: RNN, x, y, window: int) -> float:
 
 class _Progress:
     """A tqdm bar on a terminal, otherwise a line at every multiple of ``every`` steps
-    and at the last step."""
+    and at the last step.
+
+    The first step is timed on its own: on a first run it compiles the kernels, which
+    would make the characters per second of a short run a fraction of the real figure.
+    """
 
     def __init__(self, total: int, every: int):
-        self.every, self.start = every, None
+        self.every = every
+        self.created = time.perf_counter()
+        self.start, self.first = None, math.nan
         self.bar = None
         if sys.stderr.isatty():
             try:
@@ -53,12 +79,14 @@ class _Progress:
                 self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
             except ImportError:
                 pass
-        self.total, self.tokens, self.smoothed = total, 0, math.nan
+        self.total, self.timed, self.tokens, self.smoothed = total, 0, 0, math.nan
 
     def update(self, info: dict, done: int) -> None:
-        if self.start is None:                  # the first step compiles: not timed
+        if self.start is None:                  # the first step: timed on its own
             self.start = time.perf_counter()
+            self.first = self.start - self.created
         else:
+            self.timed += 1
             self.tokens += info["tokens"]
         if math.isfinite(info["loss"]):           # nan until a step is not skipped
             self.smoothed = info["loss"] if math.isnan(self.smoothed) else \
@@ -67,18 +95,27 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{self.smoothed:.3f}", chars_per_s=f"{rate:,.0f}")
             self.bar.update(1)
-        elif info["step"] % self.every == 0 or done == self.total:
+        elif self.due(info["step"], done):
             eta = (self.total - done) * (time.perf_counter() - self.start) / max(done - 1, 1)
             print(f"step {info['step']:6d}  loss {self.smoothed:.3f} nats/char  "
                   f"{rate:,.0f} chars/s  ETA {eta:4.0f} s", flush=True)
 
-    def close(self) -> float:
-        """Characters per second, from the second step on (nan before it)."""
+    def due(self, step: int, done: int) -> bool:
+        """Whether ``step`` (the ``done``-th of this run) is a point to report."""
+        return step % self.every == 0 or done == self.total
+
+    def close(self) -> str:
+        """The timing line: the first step's time and the characters per second of the
+        others ("" before the first step)."""
         if self.bar is not None:
             self.bar.close()
-        if self.start is None or self.tokens == 0:
-            return math.nan
-        return self.tokens / (time.perf_counter() - self.start)
+        if self.start is None:
+            return ""
+        line = f"the first step took {self.first:.1f} s (on a first run, it compiles the kernels)"
+        if self.timed == 0:
+            return line
+        rate = self.tokens / (time.perf_counter() - self.start)
+        return f"{line}; {rate:,.0f} characters/s over the other {self.timed:,}"
 
 
 # The defaults of the train options that a checkpoint fixes. Their arguments default to
@@ -89,12 +126,16 @@ TRAIN_DEFAULTS = dict(hidden=128, cell="tanh", layers=1, dtype="float32", optimi
 
 
 def _optimizer_name(optimizer: optim.Optimizer) -> str:
+    from . import optim
+
     return {cls: name for name, cls in optim.OPTIMIZERS.items()}[type(optimizer)]
 
 
 def _check_resume_options(args, model: RNN) -> None:
     """Refuse options given with --resume that contradict the checkpoint, whose model and
     optimiser are resumed as they are."""
+    from . import optim
+
     p, opt = model.params, model.optimizer
     saved = dict(hidden=p.hidden_size, cell=p.cell, layers=p.num_layers, dtype=p.dtype.name)
     if opt is not None:
@@ -111,16 +152,37 @@ def _check_resume_options(args, model: RNN) -> None:
                              f"out, or train a new --checkpoint)")
 
 
+def _check_checkpoint_target(args) -> None:
+    """Refuse a --checkpoint that training could not write, or would overwrite unasked,
+    before anything is trained."""
+    path = args.checkpoint
+    if path.is_dir() or not path.parent.is_dir():
+        raise ValueError(f"--checkpoint: cannot write {path}: "
+                         + ("it is a folder" if path.is_dir() else
+                            f"no such folder {path.parent}"))
+    if path.exists() and not (args.resume or args.force):
+        raise ValueError(f"--checkpoint: {path} exists; pass --resume to continue training "
+                         f"it, or --force to replace it with a new model")
+    # The save at the end writes a temporary file beside the checkpoint: try one now.
+    probe = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    try:
+        probe.open("xb").close()
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"--checkpoint: cannot write {path}: {exc.strerror} in "
+                         f"{path.parent}") from None
+
+
 def train(args) -> int:
-    if not args.checkpoint.parent.is_dir() or args.checkpoint.is_dir():
-        raise ValueError(f"--checkpoint: cannot write {args.checkpoint}: "
-                         + ("it is a folder" if args.checkpoint.is_dir() else
-                            f"no such folder {args.checkpoint.parent}"))
+    _check_checkpoint_target(args)
     if args.plot:
         try:
             import matplotlib  # noqa: F401  (plotted after training)
         except ImportError:
             raise ValueError("--plot: needs matplotlib (pip install 'fastrnn[plot]')") from None
+    from . import __version__, available_backends, data, optim
+    from .model import RNN, NonFiniteError
+
     resuming = args.resume and args.checkpoint.exists()
     if resuming:
         model = RNN.load(args.checkpoint, backend=args.backend)
@@ -155,9 +217,8 @@ def train(args) -> int:
                          f"{len(ids):,} characters, too few: its last 5% ({len(ids) - split} "
                          f"characters) are held out for evaluation in {held_out_streams} "
                          f"streams of 2 steps or more, which need {2 * held_out_streams + 1}")
-    x, y = (data.streams(ids[:split][k:split - 1 + k], args.batch) for k in (0, 1))
-    vx, vy = (data.streams(ids[split:][k:len(ids) - split - 1 + k], held_out_streams)
-              for k in (0, 1))
+    x, y = _next_char_streams(ids[:split], args.batch)
+    vx, vy = _next_char_streams(ids[split:], held_out_streams)
     if not resuming:
         model = RNN.char_model(vocab, args.hidden, cell=args.cell, num_layers=args.layers,
                                dtype=args.dtype, seed=args.seed, backend=args.backend)
@@ -179,13 +240,16 @@ def train(args) -> int:
         print(f"{args.checkpoint} is at step {model.progress['steps']} already (--steps "
               f"{args.steps}): nothing to train")
     progress = _Progress(max(remaining, 0), args.every)
-    norms = []
     losses = []
+    curve = {}                                   # step: held-out loss, for --plot
+    cx, cy = (v[:CURVE_WINDOWS * args.window] for v in _next_char_streams(
+        ids[split:], min(args.batch, (len(ids) - split - 1) // 2)))
 
     def callback(info):
         losses.append(info["loss"])
-        norms.append(info["grad_norm"])
         progress.update(info, len(losses))
+        if args.plot and progress.due(info["step"], len(losses)):
+            curve[info["step"]] = _evaluate(model, cx, cy, args.window)
 
     interrupted = False
     try:
@@ -201,20 +265,22 @@ def train(args) -> int:
               f"(lower --lr, set --clip, or pass --on-nonfinite skip); checkpoint of step "
               f"{model.progress['steps']} saved to {args.checkpoint}", file=sys.stderr)
         return 1
-    rate = progress.close()
+    timing = progress.close()
     model.save(args.checkpoint)
     if interrupted:
         print(f"\ninterrupted at step {model.progress['steps']}: checkpoint saved to "
               f"{args.checkpoint}; --resume continues from there")
         return 130
+    if timing:
+        print(timing)
     held_out = _evaluate(model, vx, vy, args.window)
-    speed = f"{rate:,.0f} characters/s; " if math.isfinite(rate) else ""
-    print(f"{speed}held-out loss {held_out:.3f} nats/char (unigram {unigram:.3f}); "
+    print(f"held-out loss {held_out:.3f} nats/char (unigram {unigram:.3f}); "
           f"checkpoint {args.checkpoint}")
     if args.plot:
         from .diagnostics import plot_training
         for written in plot_training(model, losses, vx[:args.window], vy[:args.window],
-                                     args.checkpoint.with_suffix("")):
+                                     args.checkpoint.with_suffix(""), held_out=curve,
+                                     baseline=unigram):
             print(f"wrote {written}")
     if args.sample:
         print("\n--- sample (temperature 0.8) ---")
@@ -223,6 +289,8 @@ def train(args) -> int:
 
 
 def sample(args) -> int:
+    from .model import RNN
+
     model = RNN.load(args.checkpoint)
     print(model.sample(args.prefix, args.n, temperature=args.temperature, seed=args.seed))
     return 0
@@ -236,11 +304,12 @@ def bench(args) -> int:
 
 def info(args) -> int:
     import numba
+    import numpy as np
     import threadpoolctl
 
-    from . import _config
+    from . import __version__, _config, available_backends, backends
     print(f"fastrnn {__version__}")
-    print(f"backends: {available_backends()} (auto: {__import__('fastrnn').backends.resolve()})")
+    print(f"backends: {available_backends()} (auto: {backends.resolve()})")
     print(f"numpy {np.__version__}, numba {numba.__version__}, "
           f"numba threads {numba.config.NUMBA_NUM_THREADS}")
     for pool in threadpoolctl.threadpool_info():
@@ -276,59 +345,94 @@ def _positive_float(text: str) -> float:
                    lambda value: value > 0 and math.isfinite(value))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastrnn", description=__doc__,
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``prog`` None takes the program's name from sys.argv[0]
+    (``fastrnn`` for the console script)."""
+    from . import optim
+    from .params import CELLS
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="train a character language model")
-    p.add_argument("--text", type=Path, help="a UTF-8 text file (default: stdlib sources)")
+    p.add_argument("--text", type=Path,
+                   help="a UTF-8 text file to train on (default: the Python standard "
+                        "library's sources)")
     p.add_argument("--chars", type=_positive_int, default=1_000_000,
-                   help="characters of the default corpus")
+                   help="characters of the default corpus to read (default %(default)s)")
     resumed = "; with --resume, the checkpoint's"
     p.add_argument("--hidden", type=_positive_int,
                    help=f"hidden size H (default {TRAIN_DEFAULTS['hidden']}{resumed})")
     p.add_argument("--cell", choices=CELLS,
-                   help=f"default {TRAIN_DEFAULTS['cell']}{resumed}")
+                   help=f"recurrent cell (default {TRAIN_DEFAULTS['cell']}{resumed})")
     p.add_argument("--layers", type=_positive_int,
-                   help=f"default {TRAIN_DEFAULTS['layers']}{resumed}")
-    p.add_argument("--window", type=_positive_int, default=50, help="truncated BPTT window")
-    p.add_argument("--batch", type=_positive_int, default=32, help="parallel streams")
+                   help=f"stacked layers (default {TRAIN_DEFAULTS['layers']}{resumed})")
+    p.add_argument("--window", type=_positive_int, default=50,
+                   help="truncated BPTT window, in characters (default %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=32,
+                   help="parallel streams the text is cut into (default %(default)s)")
     p.add_argument("--steps", type=_positive_int, default=2000,
                    help="training steps in all (default %(default)s; with --resume, the "
                         "checkpoint's steps count towards them)")
     p.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
-                   help=f"default {TRAIN_DEFAULTS['optimizer']}{resumed}")
+                   help=f"optimiser (default {TRAIN_DEFAULTS['optimizer']}{resumed})")
     p.add_argument("--lr", type=_positive_float,
                    help=f"learning rate (default {TRAIN_DEFAULTS['lr']}{resumed})")
     p.add_argument("--cosine", action="store_true", default=None,
-                   help="cosine learning-rate decay (with --resume, the checkpoint's)")
-    p.add_argument("--clip", type=_positive_float, default=5.0, help="global-norm clip")
-    p.add_argument("--on-nonfinite", choices=("raise", "skip"), default="raise")
+                   help="cosine learning-rate decay to lr/10 over --steps (default: off; "
+                        "with --resume, the checkpoint's)")
+    p.add_argument("--clip", type=_positive_float, default=5.0,
+                   help="clip the gradient's global norm to this (default %(default)s)")
+    p.add_argument("--on-nonfinite", choices=("raise", "skip"), default="raise",
+                   help="a step whose loss or gradient is not finite is never applied: "
+                        "raise stops training and saves the model of the step before, "
+                        "skip skips the step and counts it (default %(default)s)")
     p.add_argument("--dtype", choices=("float32", "float64"),
-                   help=f"default {TRAIN_DEFAULTS['dtype']}{resumed}")
-    p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"))
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--plot", action="store_true", help="write loss and gradient-norm PNGs")
+                   help=f"floating-point type of the parameters and the computation "
+                        f"(default {TRAIN_DEFAULTS['dtype']}{resumed})")
+    p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"),
+                   help="the model file to write (default %(default)s); an existing one "
+                        "needs --resume or --force")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue training --checkpoint (a new model if it does not "
+                               "exist yet)")
+    existing.add_argument("--force", action="store_true",
+                          help="replace an existing --checkpoint with a new model")
+    p.add_argument("--plot", action="store_true",
+                   help="write the loss curves (training, held-out, unigram baseline) and "
+                        "the gradient norms through time as PNGs beside --checkpoint")
     p.add_argument("--sample", type=_non_negative_int, default=400,
-                   help="characters to sample at the end")
-    p.add_argument("--every", type=_positive_int, default=200, help="report interval")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+                   help="characters to sample after training (default %(default)s)")
+    p.add_argument("--every", type=_positive_int, default=200,
+                   help="steps between progress lines and points of --plot's held-out "
+                        "curve (default %(default)s)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seed of a new model's weights and of the sample (default "
+                        "%(default)s)")
     p.add_argument("--backend", help=f"'auto' or a backend that `info` lists (default "
                                      f"{TRAIN_DEFAULTS['backend']}{resumed})")
     p.set_defaults(run=train)
 
     p = commands.add_parser("sample", help="generate text from a checkpoint")
-    p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"))
-    p.add_argument("--prefix", default="def ")
-    p.add_argument("-n", type=_non_negative_int, default=500)
-    p.add_argument("--temperature", type=_positive_float, default=0.8)
-    p.add_argument("--seed", type=_non_negative_int, default=None)
+    p.add_argument("--checkpoint", type=Path, default=Path("fastrnn-char.npz"),
+                   help="a character model that train wrote (default %(default)s)")
+    p.add_argument("--prefix", default="def ",
+                   help="the text to start from, printed before the sample (default "
+                        "%(default)r)")
+    p.add_argument("-n", type=_non_negative_int, default=500,
+                   help="characters to generate after the prefix (default %(default)s)")
+    p.add_argument("--temperature", type=_positive_float, default=0.8,
+                   help="divides the logits: below 1 more likely characters, above 1 more "
+                        "varied ones (default %(default)s)")
+    p.add_argument("--seed", type=_non_negative_int,
+                   help="seed of the sampling (default: a new sample each run)")
     p.set_defaults(run=sample)
 
     p = commands.add_parser("bench", help="compare backends and PyTorch, one process each")
     p.add_argument("--sizes", nargs="*", default=["S", "M", "L"], choices=["S", "M", "L"],
-                   help="vanilla sizes (none: skip them)")
+                   help="vanilla sizes (none: skip them; default S M L)")
     p.add_argument("--no-stream", action="store_true", help="skip the streaming step")
     p.add_argument("--gated", action="store_true",
                    help="also LSTM and GRU against PyTorch's nn.LSTM and nn.GRU")
@@ -336,13 +440,38 @@ def main(argv=None) -> int:
 
     p = commands.add_parser("info", help="version, backends, threads, Numba cache")
     p.set_defaults(run=info)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv=None, *, prog: str | None = None) -> int:
+    """Run the command line (``argv``: sys.argv[1:] when None) and return its exit code:
+    0; 2 for bad input; 1 for a failure while running, or stdout closed by its reader;
+    130 for Ctrl-C."""
+    try:
+        try:
+            return _main(argv, prog)
+        finally:
+            sys.stdout.flush()          # a closed pipe raises here, not at the exit
+    except BrokenPipeError:
+        # The reader left (`fastrnn info | head`): stop quietly. Python flushes stdout
+        # once more at the exit, so it is pointed at devnull first, as the signal
+        # module's documentation recommends (its note on SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:           # in a command, or while importing NumPy or Numba
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv, prog) -> int:
+    args = _parser(prog).parse_args(argv)
     try:
         return args.run(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
     except (FloatingPointError, OSError) as exc:    # an overflowing loss, a failed save
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,12 +1,17 @@
 """The command line, run in-process through fastrnn.cli.main."""
+import builtins
+import json
+import os
 import re
+import runpy
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 import fastrnn.model
-from fastrnn import cli, data
+from fastrnn import cli, data, diagnostics
 from fastrnn.model import RNN
 
 CORPUS = "def add(a, b):\n    return a + b\n\n" * 60
@@ -397,3 +402,158 @@ def test_a_held_out_loss_that_overflows_is_an_error(corpus, tmp_path, capsys):
                                "--lr", "1e308", "--on-nonfinite", "skip", "--steps", "3")) == 1
     assert capsys.readouterr().err.startswith("error: loss: the loss is inf with finite params")
     assert RNN.load(ckpt).progress["skipped"] == 2
+
+
+def test_an_existing_checkpoint_is_replaced_only_with_force(corpus, tmp_path, capsys):
+    """A new run on an existing --checkpoint (a 200-step run replaced a 2,000-step model)
+    is refused before training, naming the file and both ways on."""
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt, "--steps", "3")) == 0
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    assert cli.main(train_args(corpus, ckpt, "--steps", "2")) == 2
+    out, err = capsys.readouterr()
+    assert err == (f"error: --checkpoint: {ckpt} exists; pass --resume to continue training "
+                   f"it, or --force to replace it with a new model\n")
+    assert out == "" and ckpt.read_bytes() == before
+    assert cli.main(train_args(corpus, ckpt, "--steps", "2", "--force")) == 0
+    assert RNN.load(ckpt).progress["steps"] == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(train_args(corpus, ckpt, "--force", "--resume"))
+    assert exc.value.code == 2
+    assert "argument --resume: not allowed with argument --force" in capsys.readouterr().err
+
+
+def test_an_unwritable_checkpoint_folder_is_refused_before_training(corpus, tmp_path, capsys):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user writes into read-only folders (root)")
+        ckpt = folder / "c.npz"
+        assert cli.main(train_args(corpus, ckpt)) == 2
+        out, err = capsys.readouterr()
+        assert err == f"error: --checkpoint: cannot write {ckpt}: Permission denied in " \
+                      f"{folder}\n"
+        assert out == "" and os.listdir(folder) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_the_usage_line_names_the_program_as_it_was_run(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/fastrnn", "train", "--help"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().out.startswith("usage: fastrnn train ")
+    monkeypatch.setattr(sys, "argv", [os.path.join(os.path.dirname(cli.__file__),
+                                                   "__main__.py"), "--help"])
+    with pytest.raises(SystemExit):
+        runpy.run_module("fastrnn", run_name="__main__")
+    assert capsys.readouterr().out.startswith("usage: python -m fastrnn ")
+
+
+def test_every_option_has_help_that_shows_its_default():
+    commands = next(action for action in cli._parser()._actions
+                    if isinstance(action, cli.argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        for action in parser._actions:
+            if isinstance(action, cli.argparse._HelpAction):
+                continue
+            option = f"{name} {action.option_strings[0]}"
+            assert action.help, option
+            if action.default not in (None, False):
+                assert "(default %(default)" in action.help or "default " + " ".join(
+                    action.default) in action.help, option
+
+
+def test_a_reader_that_leaves_early_stops_the_output_quietly():
+    """`fastrnn info | head`: no traceback, no "error: [Errno 32] Broken pipe"."""
+    read, write = os.pipe()
+    os.close(read)                                  # every write gets EPIPE
+    try:
+        result = subprocess.run([sys.executable, "-m", "fastrnn", "info"], stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
+def test_a_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
+    """The package (NumPy, Numba) is imported inside main, under its Ctrl-C handler."""
+    real_import = builtins.__import__
+
+    def interrupted(name, globals=None, *args, **kwargs):
+        if globals is not None and globals.get("__name__") == "fastrnn.cli":
+            raise KeyboardInterrupt
+        return real_import(name, globals, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert cli.main(["info"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_the_rate_leaves_out_the_first_step_and_says_so(corpus, tmp_path, capsys):
+    """The first step compiles on a first run: its time is reported on its own."""
+    assert cli.main(train_args(corpus, tmp_path / "c.npz", "--steps", "3")) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^the first step took \d+\.\d s \(on a first run, it compiles the "
+                     r"kernels\); [\d,]+ characters/s over the other 2$", out, re.MULTILINE)
+
+
+def test_plot_gets_the_held_out_curve_and_the_unigram_baseline(corpus, tmp_path, capsys,
+                                                                monkeypatch):
+    """Held-out losses at the progress points (every --every steps and the last one), of
+    a resumed run too, at their step numbers."""
+    pytest.importorskip("matplotlib")
+    calls = []
+    monkeypatch.setattr(diagnostics, "plot_training",
+                        lambda *args, **kwargs: calls.append(kwargs) or [])
+    ckpt = tmp_path / "p.npz"
+    assert cli.main(train_args(corpus, ckpt, "--steps", "15")) == 0
+    assert cli.main(train_args(corpus, ckpt, "--plot", "--resume", "--steps", "35")) == 0
+    unigram = re.search(r"unigram entropy .*: (\S+) nats/char", capsys.readouterr().out)[1]
+    (kwargs,) = calls
+    assert sorted(kwargs["held_out"]) == [20, 30, 35]
+    assert all(np.isfinite(loss) for loss in kwargs["held_out"].values())
+    assert f"{kwargs['baseline']:.3f}" == unigram
+
+
+def _checkpoint_with_meta(tmp_path, edit):
+    """A checkpoint of a trained character model whose JSON meta ``edit`` changed."""
+    vocab = data.Vocabulary.from_text(CORPUS)
+    path = RNN.char_model(vocab, 16, seed=0).save(tmp_path / "c.npz")
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = edit(json.loads(arrays["meta"].tobytes()))
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    return path
+
+
+def _huge(meta):
+    meta["config"]["hidden_size"] = 10**6
+    return meta
+
+
+@pytest.mark.parametrize("edit", [lambda meta: [meta], _huge], ids=["list", "huge"])
+def test_a_crafted_checkpoint_is_an_error_line(corpus, tmp_path, capsys, edit):
+    """Meta that is valid JSON but not an object, or a hidden size of 10^6: an error
+    line naming the file, for sample and for train --resume (no AttributeError or
+    MemoryError traceback)."""
+    ckpt = _checkpoint_with_meta(tmp_path, edit)
+    before = ckpt.read_bytes()
+    for argv in (["sample", "--checkpoint", str(ckpt)], train_args(corpus, ckpt, "--resume")):
+        assert cli.main(argv) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith(f"error: checkpoint: {ckpt} ") and err.count("\n") == 1, err
+        assert out == ""
+    assert ckpt.read_bytes() == before
+
+
+def test_a_model_too_large_to_build_is_an_error_line(corpus, tmp_path, capsys):
+    ckpt = tmp_path / "c.npz"
+    assert cli.main(train_args(corpus, ckpt, "--hidden", "1000000")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert not ckpt.exists()
