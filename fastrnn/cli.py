@@ -115,7 +115,7 @@ class _Progress:
         if self.timed == 0:
             return line
         rate = self.tokens / (time.perf_counter() - self.start)
-        return f"{line}; {rate:,.0f} characters/s over the other {self.timed:,}"
+        return f"{line}; {rate:,.0f} characters/s over the other {self.timed:,} steps"
 
 
 # The defaults of the train options that a checkpoint fixes. Their arguments default to

@@ -498,7 +498,7 @@ def test_the_rate_leaves_out_the_first_step_and_says_so(corpus, tmp_path, capsys
     assert cli.main(train_args(corpus, tmp_path / "c.npz", "--steps", "3")) == 0
     out = capsys.readouterr().out
     assert re.search(r"^the first step took \d+\.\d s \(on a first run, it compiles the "
-                     r"kernels\); [\d,]+ characters/s over the other 2$", out, re.MULTILINE)
+                     r"kernels\); [\d,]+ characters/s over the other 2 steps$", out, re.MULTILINE)
 
 
 def test_plot_gets_the_held_out_curve_and_the_unigram_baseline(corpus, tmp_path, capsys,
