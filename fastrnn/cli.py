@@ -249,7 +249,10 @@ def train(args) -> int:
         losses.append(info["loss"])
         progress.update(info, len(losses))
         if args.plot and progress.due(info["step"], len(losses)):
-            curve[info["step"]] = _evaluate(model, cx, cy, args.window)
+            try:
+                curve[info["step"]] = _evaluate(model, cx, cy, args.window)
+            except FloatingPointError:          # reported by the evaluation at the end,
+                curve[info["step"]] = math.nan  # once the checkpoint is saved
 
     interrupted = False
     try:

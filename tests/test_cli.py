@@ -519,6 +519,19 @@ def test_plot_gets_the_held_out_curve_and_the_unigram_baseline(corpus, tmp_path,
     assert f"{kwargs['baseline']:.3f}" == unigram
 
 
+def test_a_held_out_point_that_overflows_leaves_the_checkpoint_saved(corpus, tmp_path,
+                                                                      capsys):
+    """The weights overflow the held-out loss (see the test above): a point of --plot's
+    curve does not stop training before the checkpoint is saved."""
+    pytest.importorskip("matplotlib")
+    ckpt = tmp_path / "s.npz"
+    assert cli.main(train_args(corpus, ckpt, "--dtype", "float64", "--optimizer", "sgd",
+                               "--lr", "1e308", "--on-nonfinite", "skip", "--steps", "3",
+                               "--plot")) == 1
+    assert capsys.readouterr().err.startswith("error: loss: the loss is ")
+    assert RNN.load(ckpt).progress["steps"] == 3
+
+
 def _checkpoint_with_meta(tmp_path, edit):
     """A checkpoint of a trained character model whose JSON meta ``edit`` changed."""
     vocab = data.Vocabulary.from_text(CORPUS)
