@@ -26,7 +26,9 @@ is a ``Params`` of the same layout plus dL/dh0 (and dL/dc0 for the LSTM).
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -57,6 +59,71 @@ def layout(D: int, H: int, O: int, cell: str = "tanh", num_layers: int = 1,
             if cell == "gru":
                 table.append(("b_hh" + s, (G,)))
     return tuple(table) + (("V", (O, dirs * H)), ("c", (O,)))
+
+
+def parameter_count(D: int, H: int, O: int, cell: str = "tanh", num_layers: int = 1,
+                    bidirectional: bool = False) -> int:
+    """The length of the buffer that ``layout`` describes, from the sizes alone: no loop
+    over layers, so that a size too large to allocate is refused at once."""
+    G = GATES[cell] * H
+    dirs = 2 if bidirectional else 1
+    recurrent = G * H + G * (2 if cell == "gru" else 1)     # W, b (and b_hh)
+    first = dirs * (G * D + recurrent)
+    deeper = (num_layers - 1) * dirs * (G * dirs * H + recurrent)
+    return first + deeper + O * dirs * H + O
+
+
+# A cgroup's memory limit: version 2, version 1 (which writes a huge number for none).
+CGROUP_MEMORY = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+@functools.cache
+def memory_limit() -> int:
+    """The most bytes one buffer may take: the machine's physical memory, or a cgroup's
+    memory limit when that is lower, or, where neither is known, the largest array NumPy
+    can index. Every call reads or writes the whole of the buffers sized against it
+    (parameters, gradients, workspaces), so one larger than memory could only be swapped
+    out or get the process killed."""
+    limit = np.iinfo(np.intp).max
+    try:
+        limit = min(limit, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):       # no sysconf (Windows)
+        pass
+    for path in CGROUP_MEMORY:
+        try:
+            with open(path) as f:                           # "max" or a byte count
+                limit = min(limit, int(f.read()))
+        except (OSError, ValueError):
+            pass
+    return limit
+
+
+_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def _bytes(n: int) -> str:
+    """n bytes, exactly and in binary units: "8000072000040 bytes (7.28 TiB)"."""
+    k = (n.bit_length() - 1) // 10 if n else 0
+    if not 1 <= k <= len(_BINARY_UNITS):
+        return f"{n} bytes"
+    return f"{n} bytes ({n / 1024**k:.3g} {_BINARY_UNITS[k - 1]})"
+
+
+def allocate(size: int, dtype: np.dtype, describe) -> np.ndarray:
+    """np.zeros(size, dtype), or an error whose message starts with ``describe()``: the
+    argument to blame and what the buffer is for ("T, B: a workspace for ..."), built only
+    on failure. ValueError when the buffer is larger than ``memory_limit()`` (it can never
+    be allocated here), MemoryError when the allocation fails (memory in use)."""
+    nbytes = size * dtype.itemsize
+    limit = memory_limit()
+    if nbytes > limit:
+        raise ValueError(f"{describe()} needs {_bytes(nbytes)} of {dtype.name}, more than the "
+                         f"machine's memory (or its cgroup's limit): {_bytes(limit)}")
+    try:
+        return np.zeros(size, dtype=dtype)
+    except MemoryError as exc:
+        raise MemoryError(f"{describe()} needs {_bytes(nbytes)} of {dtype.name}, which could "
+                          f"not be allocated (too little free memory)") from exc
 
 
 class Layer(NamedTuple):
@@ -134,11 +201,13 @@ class Params:
         self.output_size = _check_size(output_size, "output_size")
         self.num_layers = _check_size(num_layers, "num_layers")
         self.bidirectional = _check_flag(bidirectional, "bidirectional")
-        self.layout = layout(self.input_size, self.hidden_size, self.output_size, self.cell,
-                             self.num_layers, self.bidirectional)
-        size = sum(math.prod(shape) for _, shape in self.layout)
+        sizes = (self.input_size, self.hidden_size, self.output_size, self.cell,
+                 self.num_layers, self.bidirectional)
+        size = parameter_count(*sizes)
         if data is None:
-            data = np.zeros(size, dtype=check_dtype(dtype))
+            data = allocate(size, check_dtype(dtype), lambda: (
+                f"{self._largest_size()}: a network of {self._sizes_text()} has {size} "
+                f"parameters and"))
         else:
             if not isinstance(data, np.ndarray):
                 raise TypeError(f"data: expected a NumPy array of shape ({size},), got "
@@ -154,7 +223,26 @@ class Params:
                 raise ValueError(f"data: expected a contiguous array of shape ({size},), got a "
                                  f"non-contiguous one (strides {data.strides})")
         self.data = data
+        self.layout = layout(*sizes)
         self._bind_views()
+
+    def _sizes_text(self) -> str:
+        text = (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"output_size={self.output_size}, cell={self.cell!r}, "
+                f"num_layers={self.num_layers}")
+        return text + (", bidirectional=True" if self.bidirectional else "")
+
+    def _largest_size(self) -> str:
+        """The size argument that makes the buffer largest: the one whose reduction to 1
+        shrinks the parameter count the most."""
+        sizes = [self.input_size, self.hidden_size, self.output_size, self.num_layers]
+
+        def count_without(i):
+            D, H, O, L = sizes[:i] + [1] + sizes[i + 1:]
+            return parameter_count(D, H, O, self.cell, L, self.bidirectional)
+
+        names = ("input_size", "hidden_size", "output_size", "num_layers")
+        return names[min(range(len(names)), key=count_without)]
 
     def _bind_views(self) -> None:
         """Set the named views into ``data`` and ``layers``."""

@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from .params import Grads, Params, _check_size
+from .params import Grads, Params, _check_size, allocate
 
 
 def _buffers(T: int, B: int, H: int, O: int, P: int):
@@ -78,9 +76,10 @@ def _stack_buffers(T: int, B: int, params: Params):
     return tuple(table)
 
 
-def _arena(table, dtype):
+def _arena(table, dtype, T: int, B: int, params: Params):
     """One zeroed allocation for a sizes table, and a dict of views into it."""
-    arena = np.zeros(sum(math.prod(shape) for _, shape in table), dtype=dtype)
+    arena = allocate(sum(math.prod(shape) for _, shape in table), dtype, lambda: (
+        f"T, B: a workspace for T={T} steps in batches of B={B} for {params!r}"))
     offset = 0
     views = {}
     for name, shape in table:
@@ -107,13 +106,14 @@ class Workspace:
             return
         table = _buffers(self.T, self.B, params.hidden_size, params.output_size,
                          params.data.size)
-        self.arena, views = _arena(table, self.dtype)
+        self.arena, views = _arena(table, self.dtype, self.T, self.B, params)
         self.a, self.s, self.o, self.do = views["a"], views["s"], views["o"], views["do"]
         self.kappa, self.da, self.WT = views["kappa"], views["da"], views["WT"]
         self.grads = Grads(params, self.B, data=views["grad_data"], h0=views["grad_h0"])
 
     def _init_stack(self, params: Params) -> None:
-        self.arena, views = _arena(_stack_buffers(self.T, self.B, params), self.dtype)
+        self.arena, views = _arena(_stack_buffers(self.T, self.B, params), self.dtype,
+                                   self.T, self.B, params)
         n = params.num_layers * params.num_directions
         self.cells = [CellBuffers(views, i) for i in range(n)]
         if params.num_directions == 2:

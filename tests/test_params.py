@@ -122,3 +122,58 @@ def test_grads_refuse_buffers_the_kernels_cannot_write(make, exc, message):
     with pytest.raises(exc) as info:
         make()
     assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "lstm", "gru"])
+@pytest.mark.parametrize("num_layers, bidirectional", [(1, False), (3, False), (3, True)])
+def test_the_parameter_count_is_the_sizes_tables(cell, num_layers, bidirectional):
+    from fastrnn.params import layout, parameter_count
+
+    sizes = (3, 4, 2, cell, num_layers, bidirectional)
+    assert parameter_count(*sizes) == sum(int(np.prod(shape)) for _, shape in layout(*sizes))
+
+
+def test_a_network_larger_than_memory_is_refused_naming_its_bytes():
+    """hidden_size=10**6 (7.3 TiB of float64) was numpy's MemoryError."""
+    count = 3 * 10**6 + 10**12 + 10**6 + 5 * 10**6 + 5
+    with pytest.raises(ValueError) as info:
+        fastrnn.init_params(3, 10**6, 5)
+    message = str(info.value)
+    assert message.startswith("hidden_size: a network of input_size=3, hidden_size=1000000, "
+                              "output_size=5"), message
+    assert f"{count} parameters" in message and f"{8 * count} bytes" in message, message
+    with pytest.raises(ValueError, match=rf"^hidden_size: .* {4 * count} bytes"):
+        fastrnn.Params(3, 10**6, 5, dtype=np.float32)
+
+
+def test_too_many_layers_are_refused_before_the_sizes_table_is_built(monkeypatch):
+    """num_layers=10**9 built the layout in Python, layer by layer, for about a day before
+    the allocation failed."""
+    def no_table(*args):
+        raise AssertionError("the sizes table was built")
+
+    monkeypatch.setattr(fastrnn.params, "layout", no_table)
+    with pytest.raises(ValueError, match=r"^num_layers: a network of .*num_layers="
+                                         r"1000000000000"):
+        fastrnn.init_params(3, 4, 5, num_layers=10**12)
+
+
+def test_an_allocation_that_fails_is_a_memory_error_naming_its_bytes(monkeypatch):
+    """Below the machine's memory, an allocation can still fail (the memory is in use):
+    that is a MemoryError, named as such."""
+    monkeypatch.setattr(fastrnn.params, "memory_limit", lambda: 2**62)
+    with pytest.raises(MemoryError, match=rf"^input_size: a network of input_size={2**57}, "
+                                          rf".* {2**59 + 16} bytes .* could not be allocated"):
+        fastrnn.Params(2**57, 1, 1, dtype=np.float32)
+
+
+def test_a_workspace_larger_than_memory_is_refused_naming_T_and_B(monkeypatch):
+    params = fastrnn.init_params(3, 4, 2)
+    with pytest.raises(ValueError, match=r"^T, B: a workspace for T=10000000 steps in "
+                                         r"batches of B=10000000 .* bytes"):
+        fastrnn.Workspace(params, 10**7, 10**7)
+    monkeypatch.setattr(fastrnn.params, "memory_limit", lambda: 2**62)
+    with pytest.raises(MemoryError, match=r"^T, B: a workspace for T=10000000 steps in "
+                                          r"batches of B=1000000000 .* could not be "
+                                          r"allocated"):
+        fastrnn.get_workspace(params, 10**7, 10**9)
