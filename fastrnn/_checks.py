@@ -55,8 +55,8 @@ def check_finite(a: np.ndarray, argument: str) -> None:
 def check_params(params, *, finite=True) -> Params:
     """A Params object; with ``finite``, also that every parameter is finite.
 
-    ``loss_and_grad`` passes finite=False and checks the loss instead, which is
-    non-finite whenever a parameter that takes part is (see ``check_loss``).
+    ``step`` passes finite=False: its kernel reports a non-finite output, and only then
+    are the params checked (see ``kernels._check_step_status``).
     """
     if not isinstance(params, Params):
         raise TypeError(f"params: expected fastrnn.Params, got {type(params).__name__}")
@@ -65,14 +65,25 @@ def check_params(params, *, finite=True) -> Params:
     return params
 
 
-def check_loss(value: float, params: Params) -> float:
-    """A finite loss, or an error that says why it is not."""
-    if not math.isfinite(value):
-        check_finite(params.data, "params")
-        raise FloatingPointError(
-            f"loss: the loss is {value} with finite params and inputs; the outputs "
-            f"overflowed (weights too large: lower the learning rate or clip gradients)")
-    return value
+def check_loss(value: float, o: np.ndarray, y: np.ndarray, loss: str) -> float:
+    """A finite loss, or a FloatingPointError that says what overflowed.
+
+    Params and inputs are finite (checked before the pass), so a non-finite loss is an
+    overflow: of the outputs o (T, B, O), the weights being too large, or, for the
+    squared error, of (o - y)^2 when the targets y are larger than the outputs.
+    """
+    if math.isfinite(value):
+        return value
+    if loss == "mse" and all_finite(o):
+        y_max, o_max = float(np.abs(y).max()), float(np.abs(o).max())
+        if y_max > o_max:
+            raise FloatingPointError(
+                f"y: the squared error overflowed {o.dtype.name} (the loss is {value}): the "
+                f"targets reach {y_max:.3g} in magnitude, the outputs {o_max:.3g}; scale "
+                f"the targets down")
+    raise FloatingPointError(
+        f"loss: the loss is {value} with finite params and inputs; the outputs "
+        f"overflowed (weights too large: lower the learning rate or clip gradients)")
 
 
 def check_choice(value, choices, argument: str) -> str:

@@ -198,8 +198,10 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     Returns
     -------
     loss : float
-        Always finite: a non-finite loss raises ValueError naming ``params`` when a
-        parameter is NaN or infinite, and FloatingPointError when the outputs overflowed.
+        Always finite: params are checked first (ValueError naming ``params`` when one
+        is NaN or infinite), and a loss that overflows raises FloatingPointError naming
+        what overflowed: the outputs (weights too large), or the squared error of targets
+        y far larger than the outputs.
     grads : Grads
         dL/dU, dL/dW, dL/db, dL/dV, dL/dc (and every other layer's and direction's) as
         views of ``grads.data``, and ``grads.h0`` = dL/dh0 (``grads.c0`` = dL/dc0 for
@@ -209,7 +211,7 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
         The final state s_T, shaped like h0, views into the workspace (overwritten by
         the next call; passing them back as ``h0`` is safe).
     """
-    params = _checks.check_params(params, finite=False)
+    params = _checks.check_params(params)
     kernels = backends.get(backend)
     _checks.check_choice(loss, _checks.LOSSES, "loss")
     _checks.check_choice(reduction, _checks.REDUCTIONS, "reduction")
@@ -220,7 +222,7 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     ws = _check_workspace(workspace, params, T, B)
     grads = _check_grads(grads, params, B) or ws.grads
     _run_forward(kernels, params, x, h0, ws)
-    value = _checks.check_loss(kernels.loss(loss, reduction, y, ws), params)
+    value = _checks.check_loss(kernels.loss(loss, reduction, y, ws), ws.o, y, loss)
     _run_backward(kernels, params, x, ws, grads)
     return value, grads, _shaped_like(ws.final_state(), given)
 

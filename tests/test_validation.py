@@ -46,6 +46,8 @@ CASES = [
     ("backend", lambda k: k.update(backend="cuda"), ValueError, "backend"),
     ("params-type", lambda k: k.update(params={"U": 1}), TypeError, "params"),
     ("params-nan", lambda k: k["params"].W.__setitem__((0, 0), np.nan), ValueError, "params"),
+    ("params-inf", lambda k: k["params"].b.__setitem__(slice(None), np.inf), ValueError,
+     "params"),
     ("workspace", lambda k: k.update(workspace=fastrnn.Workspace(k["params"], T + 1, B)),
      ValueError, "workspace"),
 ]
@@ -250,3 +252,29 @@ def test_all_finite_agrees_with_numpy(dtype, layout, size):
             assert not all_finite(made(index, value)), (index, value)
     huge = np.full(a.shape, np.finfo(dtype).max, dtype=dtype)
     assert all_finite(huge)                 # their sum overflows; they are finite
+
+
+@pytest.mark.parametrize("cell", ["tanh", "lstm"])
+def test_an_infinite_weight_is_named_though_the_loss_is_finite(cell, backend):
+    """With b = inf, tanh, sigmoid and the LSTM's gates saturate: the loss and the
+    gradients were finite, and the infinite weight passed silently."""
+    _, x, y, _ = make_problem(T=T, B=B, D=D, H=H, O=O)
+    params = fastrnn.init_params(D, H, O, cell=cell, seed=0)
+    params.b[:] = np.inf
+    with pytest.raises(ValueError, match=r"^params: expected finite values, got inf"):
+        fastrnn.loss_and_grad(params, x, y, backend=backend)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_overflow_from_huge_targets_names_the_targets(dtype, backend):
+    """(o - y)^2 overflowing for targets y near the dtype's largest number was blamed on
+    the weights ("weights too large: lower the learning rate")."""
+    kwargs = problem(loss="mse", dtype=dtype)
+    kwargs["y"][1, 0, 2] = -np.finfo(dtype).max / 2
+    with pytest.raises(FloatingPointError) as info:
+        fastrnn.loss_and_grad(**kwargs, backend=backend)
+    message = str(info.value)
+    assert message.startswith("y: the squared error overflowed"), message
+    assert f"{np.finfo(dtype).max / 2:.3g}" in message and "weights" not in message
+
