@@ -1,9 +1,10 @@
 """Validation of public inputs, shared by every backend.
 
 Each function checks one argument once, before any computation, and returns it prepared
-for the kernels: a C-contiguous array of the params' dtype, token ids as int64. Errors
-name the argument and give the expected and the actual value. Nothing here allocates for
-an input that is already prepared, so a training step on good input stays allocation-free.
+for the kernels: a C-contiguous array of the params' dtype in the machine's byte order,
+token ids as int64. Errors name the argument and give the expected and the actual value.
+Nothing here allocates for an input that is already prepared, so a training step on good
+input stays allocation-free.
 
 Legend: T time steps, B batch, D input size, H hidden size, O output size.
 """
@@ -22,12 +23,22 @@ REDUCTIONS = ("sum", "mean")
 
 
 def _as_array(value, argument: str) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    try:
-        return np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{argument}: expected an array, got {type(value).__name__}") from exc
+    """``value`` as an array in the machine's byte order.
+
+    Every array argument passes here first. Another byte order (big-endian data read on
+    a little-endian machine, say) is converted, at the cost of a copy, so that the dtype
+    checks compare like with like and the compiled kernels, which take native types
+    only, never see it.
+    """
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{argument}: expected an array, got {type(value).__name__}") \
+                from exc
+    if not value.dtype.isnative:
+        return value.astype(value.dtype.newbyteorder("="))
+    return value
 
 
 def all_finite(a: np.ndarray) -> bool:

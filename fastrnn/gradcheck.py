@@ -105,11 +105,11 @@ def gradcheck(params: Params, x, y, h0=None, *, loss="cross_entropy", reduction=
     given = _checks.check_params(params)
     eps = _check_eps(eps)
     params = given.astype(np.float64)
-    x = np.asarray(x)
+    x = _checks._as_array(x, "x")
     if x.dtype.kind == "f":
         x = x.astype(np.float64)
     x = _checks.check_x(params, x)
-    y = np.asarray(y)
+    y = _checks._as_array(y, "y")
     if y.dtype.kind == "f":
         y = y.astype(np.float64)
     B = x.shape[1]

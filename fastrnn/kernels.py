@@ -305,7 +305,7 @@ def _check_step_input(params: Params, x_t) -> np.ndarray:
 
     Finiteness is left to the kernel, which reports it (see ``_check_step_status``).
     """
-    x_t = np.asarray(x_t)
+    x_t = _checks._as_array(x_t, "x_t")
     D = params.input_size
     if x_t.size == 0:
         raise ValueError(f"x_t: expected a token id, (B,) token ids or a (B, {D}) block, "
