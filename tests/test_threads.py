@@ -70,3 +70,72 @@ def test_streams_of_one_params_in_two_threads_are_independent(backend):
     outputs = run_in_threads(lambda i: stream_all(xs[i]))
     for got, want in zip(outputs, expected):
         np.testing.assert_array_equal(got, want)
+
+
+def openblas_threads():
+    import threadpoolctl
+
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+            if lib["internal_api"] == "openblas"]
+
+
+@pytest.fixture
+def openblas_at_two_threads():
+    """Every OpenBLAS of the process at two threads during the test, restored after."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS)
+    import threadpoolctl
+
+    if not openblas_threads():
+        pytest.skip("no OpenBLAS loaded")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        yield
+
+
+def test_one_thread_limits_openblas_until_the_last_of_nested_entries(openblas_at_two_threads):
+    from fastrnn._blas_threads import one_thread
+
+    before = openblas_threads()
+    with one_thread:
+        with one_thread:
+            assert set(openblas_threads()) == {1}
+        assert set(openblas_threads()) == {1}
+    assert openblas_threads() == before
+
+
+def test_one_thread_restores_the_counts_of_its_first_entry(openblas_at_two_threads):
+    """Concurrent passes in two Python threads: the limit holds until both have ended."""
+    from fastrnn._blas_threads import one_thread
+
+    before = openblas_threads()
+    inside, leave = threading.Event(), threading.Event()
+
+    def first():
+        with one_thread:
+            inside.set()
+            leave.wait()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    inside.wait()
+    with one_thread:
+        pass
+    assert set(openblas_threads()) == {1}, "the second pass lifted the first one's limit"
+    leave.set()
+    thread.join()
+    assert openblas_threads() == before
+
+
+@pytest.mark.parametrize("cell, H, B, limited", [
+    ("tanh", 128, 32, True),        # fastrnn train's default model
+    ("tanh", 256, 32, True),        # the benchmark's size M
+    ("lstm", 128, 32, True),
+    ("lstm", 256, 32, False),       # per-step products large enough for two threads
+    ("tanh", 512, 32, False),
+    ("tanh", 100, 1, False),        # size S: no product reaches OpenBLAS's threads
+])
+def test_passes_below_the_crossover_run_blas_on_one_thread(cell, H, B, limited):
+    from fastrnn import _blas_threads
+
+    params = fastrnn.init_params(64, H, 64, cell=cell)
+    T = 25 if B == 1 else 50
+    assert (_blas_threads.for_pass(params, T, B) is _blas_threads.one_thread) is limited
