@@ -148,7 +148,7 @@ def test_a_non_finite_stop_saves_the_last_good_model_and_names_the_options(
     def third_overflows(*args, reduction, **kwargs):
         calls.append(reduction)
         if len(calls) == 3:
-            raise FloatingPointError("the loss is inf")
+            raise FloatingPointError("loss: the loss is inf")  # names loss, as the real one
         return real(*args, reduction=reduction, **kwargs)
 
     monkeypatch.setattr(fastrnn.model, "loss_and_grad", third_overflows)
