@@ -4,6 +4,7 @@ Legend: T time steps, B batch, D input size, H hidden size, O output size.
 """
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 
@@ -12,7 +13,7 @@ import numpy as np
 from . import _checks, backends
 from ._numba.rnn import axpy
 from .backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT
-from .params import Grads, Params
+from .params import Grads, Params, allocate
 from .workspace import Workspace
 
 # Workspaces cached per thread, Params object and (T, B). A handful covers the usual mix
@@ -348,11 +349,18 @@ def _cell_major(params: Params, state):
     return h.reshape(shape), (None if c is None else c.reshape(shape))
 
 
-def _zero_state(params: Params, B: int):
+def _zeros(shape, dtype, argument: str) -> np.ndarray:
+    """np.zeros(shape, dtype), or an error naming ``argument`` that says its bytes when
+    it cannot be allocated (see ``params.allocate``)."""
+    return allocate(math.prod(shape), dtype,
+                    lambda: f"{argument}: a buffer of shape {shape}").reshape(shape)
+
+
+def _zero_state(params: Params, B: int, argument: str):
     shape = params.state_shape(B)
     if params.has_cell_state:
-        return (np.zeros(shape, dtype=params.dtype), np.zeros(shape, dtype=params.dtype))
-    return np.zeros(shape, dtype=params.dtype)
+        return (_zeros(shape, params.dtype, argument), _zeros(shape, params.dtype, argument))
+    return _zeros(shape, params.dtype, argument)
 
 
 def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
@@ -385,7 +393,8 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     x_t = _check_step_input(params, x_t)
     B = x_t.shape[0]
     given = h
-    h = _zero_state(params, B) if h is None else _checks.check_state(params, h, B, "h")
+    h = _zero_state(params, B, "x_t") if h is None else \
+        _checks.check_state(params, h, B, "h")
     o_out, h_out = _check_step_out(out, params, B)
     if out is not None:
         _check_out_apart(o_out, h_out, h)
@@ -425,10 +434,10 @@ class Stream:
                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         B = self.batch_size = int(batch_size)
-        self.state = _zero_state(params, B)
+        self.state = _zero_state(params, B, "batch_size")
         self._cell_major = _cell_major(params, self.state)
-        self.output = np.zeros((B, params.output_size), dtype=params.dtype)
-        self._scratch = np.zeros((B, params.hidden_size), dtype=params.dtype)
+        self.output = _zeros((B, params.output_size), params.dtype, "batch_size")
+        self._scratch = _zeros((B, params.hidden_size), params.dtype, "batch_size")
         self._id = np.zeros(1, dtype=np.int64)
         self._dense = ((B, params.input_size), params.dtype)
         self.reset(h0)

@@ -342,7 +342,8 @@ class Params:
 def _state_buffer(params: Params, batch_size: int, given, argument: str):
     shape = params.state_shape(batch_size)
     if given is None:
-        return np.zeros(shape, dtype=params.dtype)
+        return allocate(math.prod(shape), params.dtype, lambda: (
+            f"batch_size: {argument}, a state gradient of shape {shape},")).reshape(shape)
     if not isinstance(given, np.ndarray):
         raise TypeError(f"{argument}: expected an array of shape {shape} and dtype "
                         f"{params.dtype}, got {type(given).__name__}")

@@ -150,6 +150,7 @@ ROWS = [
     ("stream-batch-zero", lambda s: fastrnn.Stream(s.p, 0), ValueError, "batch_size"),
     ("stream-batch-bool", lambda s: fastrnn.Stream(s.p, True), ValueError, "batch_size"),
     ("stream-batch-float", lambda s: fastrnn.Stream(s.p, 2.0), ValueError, "batch_size"),
+    ("stream-batch-huge", lambda s: fastrnn.Stream(s.p, 10**15), ValueError, "batch_size"),
     ("stream-h0-shape", lambda s: fastrnn.Stream(s.p, 1, s.h0), ValueError, "h0"),
     ("stream-params-inf", lambda s: fastrnn.Stream(with_params(s.p, INF)), ValueError,
      "params"),
@@ -198,6 +199,7 @@ ROWS = [
      TypeError, "dtype"),
     ("init-seed", lambda s: fastrnn.init_params(D, H, O, seed=-1), ValueError, "seed"),
     ("workspace-huge", lambda s: fastrnn.Workspace(s.p, 10**7, 10**7), ValueError, "T, B"),
+    ("grads-batch-huge", lambda s: fastrnn.Grads(s.p, 10**15), ValueError, "batch_size"),
     ("workspace-T-bool", lambda s: fastrnn.Workspace(s.p, True, B), TypeError, "T"),
     # sgd_step
     ("sgd-lr-zero", lambda s: fastrnn.sgd_step(s.p, s.p.zeros_like(), 0.0), ValueError,
@@ -276,7 +278,7 @@ def test_bad_input_names_the_argument(call, exc, argument):
 def test_the_table_covers_every_public_entry_point():
     covered = {row[0].split("-")[0] for row in ROWS}
     assert covered >= {"forward", "loss", "step", "stream", "gradcheck", "init", "sgd",
-                       "norms", "workspace", "rnn"}
+                       "norms", "workspace", "grads", "rnn"}
 
 
 # Inputs that are not as the kernels take them, but fine: each is converted once, before
