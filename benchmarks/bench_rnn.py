@@ -24,13 +24,14 @@ GFLOPS_RUNS = 5
 
 
 def _gflops(fn, flops: float) -> float:
-    """GFLOP/s of ``fn()`` doing ``flops`` operations, from the median of timed runs."""
+    """GFLOP/s of ``fn()`` doing ``flops`` operations, from the median of timed runs,
+    to one decimal (the runs vary by more; asv would show every digit)."""
     seconds = []
     for _ in range(GFLOPS_RUNS):
         start = time.perf_counter()
         fn()
         seconds.append(time.perf_counter() - start)
-    return flops / statistics.median(seconds) / 1e9
+    return round(flops / statistics.median(seconds) / 1e9, 1)
 
 
 class TrainingStep:

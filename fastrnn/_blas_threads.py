@@ -9,8 +9,8 @@ its threads from m * n * k = 2**18 multiply-adds (a GEMV from m * n = 9216) on, 
 threads then spin, waiting for the next product. A pass makes T products with W, each
 waiting for the last; at fastrnn's sizes most of them are too small for a second thread
 to gain anything, and when other work (a second training job) holds the cores, every
-threaded product waits for a thread that is not running: two jobs on two cores each ran
-seven times slower, where two single-threaded jobs each run about twice as slow.
+threaded product waits for a thread that is not running, and two jobs on two cores each
+run many times slower, not about twice as slow as single-threaded jobs do.
 
 So a pass whose product per time step, B * G * H multiply-adds, is below ``MIN_WORK``
 (where two threads start to gain on an idle machine, measured with

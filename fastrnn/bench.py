@@ -282,9 +282,63 @@ def _gated_worker(name: str, system: str) -> dict:
     return {"ms": _median_ms(fn, budget=budget, min_runs=3), **extra}
 
 
+# ``fastrnn train``'s default model and window, on a 96-character vocabulary.
+TRAIN_CASE = dict(T=50, B=32, H=128, vocabulary=96, cell="tanh", dtype="float32")
+
+
+def _training_seconds(steps: int) -> float:
+    """Seconds of ``steps`` training steps of TRAIN_CASE (Adam, clipping), after two
+    untimed steps that compile."""
+    from . import RNN, data
+
+    case = TRAIN_CASE
+    rng = np.random.default_rng(0)
+    text = "".join(map(chr, rng.integers(32, 32 + case["vocabulary"], 100_000)))
+    vocabulary = data.Vocabulary.from_text(text)
+    ids = vocabulary.encode(text)
+    x, y = (data.streams(ids[k:len(ids) - 1 + k], case["B"]) for k in (0, 1))
+    model = RNN.char_model(vocabulary, case["H"], cell=case["cell"], dtype=case["dtype"],
+                           seed=0)
+    model.configure("adam", 3e-3)
+    model.fit(x, y, window=case["T"], steps=2, clip_norm=5.0)
+    start = time.perf_counter()
+    model.fit(x, y, window=case["T"], steps=steps, clip_norm=5.0)
+    return time.perf_counter() - start
+
+
+def concurrent(steps: int = 100, out=sys.stdout) -> dict:
+    """Two trainings at once against one alone: the slowdown when jobs share the cores.
+
+    Trains TRAIN_CASE for ``steps`` steps in one process, then in two processes started
+    together, and prints the seconds and the slowdown, the slower of the two over the
+    one alone (two single-threaded jobs on two cores: about 1; on one core: about 2).
+
+    Returns
+    -------
+    dict
+        "alone" seconds, "together" [seconds, seconds], "slowdown".
+    """
+    job = f"train:{steps}"
+    _seconds(_run_in_subprocess(job))           # compiles, if the kernel cache is cold
+    alone = _seconds(_run_in_subprocess(job))
+    procs = [subprocess.Popen([sys.executable, "-m", "fastrnn.bench", job], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    together = [_seconds(_result(p.returncode, stdout, stderr))
+                for p in procs for stdout, stderr in [p.communicate()]]
+    slowdown = max(together) / alone
+    c = TRAIN_CASE
+    print(f"training T={c['T']} B={c['B']} H={c['H']} {c['cell']} {c['dtype']}, {steps} "
+          f"steps: alone {alone:.2f} s, two at once {together[0]:.2f} and "
+          f"{together[1]:.2f} s, slowdown {slowdown:.2f}x", file=out)
+    return {"alone": alone, "together": together, "slowdown": slowdown}
+
+
 def worker(job: str) -> dict:
     """Run one measurement in this process and return it."""
     kind, _, arg = job.partition(":")
+    if kind == "train":
+        return {"s": _training_seconds(int(arg))}
     if kind == "peak":
         return {"gflops": _gemm_peak(np.dtype(arg))}
     if kind == "stream":
@@ -305,10 +359,21 @@ def worker(job: str) -> dict:
 def _run_in_subprocess(job: str) -> dict | None:
     proc = subprocess.run([sys.executable, "-m", "fastrnn.bench", job], capture_output=True,
                           text=True, env=dict(os.environ))
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    return _result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _result(returncode: int, stdout: str, stderr: str) -> dict:
+    """A worker's JSON result, or {"error": its last line on stderr} when it failed."""
+    if returncode != 0:
+        last = (stderr.strip().splitlines() or ["failed"])[-1]
         return {"error": last}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _seconds(result: dict) -> float:
+    if "error" in result:
+        raise RuntimeError(f"the training worker failed: {result['error']}")
+    return result["s"]
 
 
 def _have(module: str) -> bool:
