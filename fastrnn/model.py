@@ -5,25 +5,19 @@ O output.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import secrets
 import signal
-import stat
 import threading
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from . import _checks, backends, optim
+from . import _checks, backends, checkpoint, optim
 from .data import Vocabulary, check_window
 from .kernels import Stream, forward, loss_and_grad
 from .params import Params, check_dtype, init_params
 
-CHECKPOINT_FORMAT = 1
 ON_NONFINITE = ("raise", "skip")
 
 
@@ -65,19 +59,25 @@ class RNN:
     def __init__(self, input_size, hidden_size, output_size, *, cell="tanh", num_layers=1,
                  bidirectional=False, loss="cross_entropy", dtype=np.float64, seed=None,
                  backend="auto", vocabulary: Vocabulary | None = None):
-        self.params = init_params(input_size, hidden_size, output_size, cell=cell,
-                                  num_layers=num_layers, bidirectional=bidirectional,
-                                  dtype=check_dtype(dtype), seed=seed)
+        self._setup(init_params(input_size, hidden_size, output_size, cell=cell,
+                                num_layers=num_layers, bidirectional=bidirectional,
+                                dtype=check_dtype(dtype), seed=seed),
+                    loss, backend, vocabulary)
+
+    def _setup(self, params: Params, loss, backend, vocabulary) -> None:
+        """A new model around ``params``: untrained, no optimiser chosen yet."""
+        self.params = params
         self.loss = _checks.check_choice(loss, _checks.LOSSES, "loss")
         backends.resolve(backend)
         self.backend = backend
         if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
             raise TypeError(f"vocabulary: expected a Vocabulary or None, got "
                             f"{type(vocabulary).__name__}")
-        if vocabulary is not None and not (len(vocabulary) == input_size == output_size):
+        if vocabulary is not None and \
+                not (len(vocabulary) == params.input_size == params.output_size):
             raise ValueError(f"vocabulary: expected input_size = output_size = the "
                              f"vocabulary's {len(vocabulary)} characters, got input_size "
-                             f"{input_size} and output_size {output_size}")
+                             f"{params.input_size} and output_size {params.output_size}")
         self.vocabulary = vocabulary
         self.optimizer: optim.Optimizer | None = None
         self.progress = dict(steps=0, epoch=0, position=0, skipped=0)
@@ -353,29 +353,25 @@ class RNN:
         vocabulary, the optimiser's state and the training progress.
 
         The file is written to a temporary file beside ``path``, flushed to disk and
-        renamed over ``path``: a crash mid-save leaves any previous checkpoint intact.
-        A path in a folder that does not exist, or naming a folder, is refused before
-        anything is written.
+        renamed over ``path``: a crash mid-save leaves any previous checkpoint intact,
+        and the temporary files that saves killed mid-write left behind are removed by
+        a later save (see ``fastrnn.checkpoint.atomic_write``). A path in a folder that
+        does not exist, or naming a folder, is refused before anything is written.
         """
-        path = _checkpoint_path(path)
-        arrays = dict(params=self.params.data)
-        meta = dict(format=CHECKPOINT_FORMAT, config=self.config(), progress=self.progress,
-                    vocabulary=None if self.vocabulary is None else self.vocabulary.chars,
-                    optimizer=None)
-        if self.carry is not None:
-            arrays.update(zip(("carry", "carry_c"), _state_parts(self.carry)))
-        if self.optimizer is not None:
-            state = self.optimizer.state_dict()
-            meta["optimizer"] = dict(name=state.pop("name"), steps=state.pop("steps"),
-                                     config=self.optimizer.config())
-            arrays.update({f"optimizer_{k}": v for k, v in state.items()})
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-        _atomic_savez(path, arrays)
-        return path
+        return checkpoint.write(path, config=self.config(), params=self.params,
+                                vocabulary=self.vocabulary, progress=self.progress,
+                                carry=self.carry, optimizer=self.optimizer)
 
     @classmethod
     def load(cls, path, *, backend=None) -> "RNN":
-        """Read a checkpoint written by ``save``; refuses a corrupt or foreign file.
+        """Read a checkpoint written by ``save``.
+
+        Everything in it is checked before it is used: the configuration's types and
+        ranges, each array's shape and dtype (from its header, before its data is read)
+        against the configuration, the carried state and the optimiser's buffers (finite,
+        sums of squares >= 0), the progress counters (ints >= 0). A file that fails a
+        check, cannot be read or whose arrays cannot be allocated here raises ValueError
+        naming the file and the field; members the format does not have are not read.
 
         ``backend`` replaces the backend saved in the checkpoint. A saved backend that is
         not available here (say an extension not built on this machine) gives way to
@@ -383,45 +379,12 @@ class RNN:
         """
         if backend is not None:
             backends.resolve(backend)       # a bad argument is the caller's, not the file's
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"checkpoint: no such file: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-            if meta.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}, expected "
-                                 f"{CHECKPOINT_FORMAT}")
-            config = meta["config"]
-            chars = meta["vocabulary"]
-            model = cls(config["input_size"], config["hidden_size"], config["output_size"],
-                        cell=config["cell"], num_layers=config.get("num_layers", 1),
-                        bidirectional=config.get("bidirectional", False),
-                        loss=config["loss"], dtype=config["dtype"],
-                        backend=backend or _saved_backend(config["backend"], path),
-                        vocabulary=None if chars is None else Vocabulary(chars))
-            data = arrays.pop("params")
-            if data.shape != model.params.data.shape or data.dtype != model.params.dtype:
-                raise ValueError(f"params of shape {data.shape} and dtype {data.dtype}, "
-                                 f"expected {model.params.data.shape} and "
-                                 f"{model.params.dtype}")
-            model.params.data[...] = data
-            model.progress = {k: int(meta["progress"][k]) for k in model.progress}
-            model.carry = arrays.pop("carry", None)
-            if model.params.has_cell_state and model.carry is not None:
-                model.carry = (model.carry, arrays.pop("carry_c"))
-            if meta["optimizer"] is not None:
-                opt = meta["optimizer"]
-                model.optimizer = optim.from_config(opt["name"], opt["config"])
-                model.optimizer.load_state_dict(dict(
-                    name=opt["name"], steps=opt["steps"],
-                    **{k[len("optimizer_"):]: v for k, v in arrays.items()
-                       if k.startswith("optimizer_")}))
-        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile,
-                json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"checkpoint: {path} is not a valid fastrnn checkpoint "
-                             f"({exc})") from exc
+        saved = checkpoint.read(path)
+        model = cls.__new__(cls)
+        model._setup(saved.params, saved.loss,
+                     backend or _saved_backend(saved.backend, Path(path)), saved.vocabulary)
+        model.progress, model.carry = saved.progress, saved.carry
+        model.optimizer = saved.optimizer
         return model
 
 
@@ -450,17 +413,6 @@ def _state_parts(state) -> tuple:
 def _zero_state(params: Params, shape):
     parts = [np.zeros(shape, dtype=params.dtype) for _ in range(1 + params.has_cell_state)]
     return tuple(parts) if params.has_cell_state else parts[0]
-
-
-def _checkpoint_path(path) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"path: cannot write {path}: it is a folder")
-    if not path.parent.is_dir():
-        raise ValueError(f"path: cannot write {path}: no such folder {path.parent}")
-    return path
 
 
 class _CtrlCGuard:
@@ -507,35 +459,3 @@ class _CtrlCGuard:
             self.pending = False
             raise KeyboardInterrupt
 
-
-def _atomic_savez(path: Path, arrays: dict) -> None:
-    """np.savez to ``path`` through a temporary file beside it, fsync and os.replace.
-
-    The temporary file is opened as any new file, so that a new checkpoint gets the
-    permissions the umask gives (mkstemp's would be 0600); one that replaces a file
-    keeps that file's.
-    """
-    folder = path.parent if str(path.parent) else Path(".")
-    tmp = folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    f = open(tmp, "xb")
-    try:
-        with f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-        except FileNotFoundError:
-            pass
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -8,6 +8,7 @@ checked against it; Adagrad is also min-char-rnn's optimiser.
 from __future__ import annotations
 
 import math
+import reprlib
 
 import numpy as np
 
@@ -234,6 +235,7 @@ class Optimizer:
     """
 
     buffers: tuple[str, ...] = ()
+    squares: tuple[str, ...] = ()       # buffers of sums or averages of g^2: never < 0
 
     def __init__(self, lr, **options):
         self.schedule = _schedule(lr)
@@ -302,7 +304,18 @@ class Optimizer:
             raise ValueError("state: expected flat float arrays of one size and dtype, got "
                              + ", ".join(f"{name} {a.dtype} {a.shape}"
                                          for name, a in buffers.items()))
+        for name, a in buffers.items():
+            self.check_buffer(name, a, f"state_{name}")
         self.steps, self.state = int(steps), buffers
+
+    def check_buffer(self, name: str, a: np.ndarray, argument: str) -> None:
+        """Refuse values of buffer ``name`` that no sequence of finite steps makes: inf or
+        NaN anywhere, a negative sum or average of squares (its square root is NaN)."""
+        _checks.check_finite(a, argument)
+        if name in self.squares and a.size and a.min() < 0:
+            index = int(np.argmin(a))
+            raise ValueError(f"{argument}: expected values >= 0 (a running sum or average "
+                             f"of squared gradients), got {a[index]} at index {index}")
 
     def _update(self, p, g, lr):
         raise NotImplementedError
@@ -330,7 +343,7 @@ class SGD(Optimizer):
 class Adagrad(Optimizer):
     """sum_sq += g^2; p -= lr * g / (sqrt(sum_sq) + eps)."""
 
-    buffers = ("sum_sq",)
+    buffers = squares = ("sum_sq",)
 
     def __init__(self, lr=0.1, eps: float = 1e-10):
         self.eps = _positive(eps, "eps")
@@ -343,7 +356,7 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """sq = alpha * sq + (1 - alpha) g^2; p -= lr * g / (sqrt(sq) + eps)."""
 
-    buffers = ("square_avg",)
+    buffers = squares = ("square_avg",)
 
     def __init__(self, lr=0.01, alpha: float = 0.99, eps: float = 1e-8):
         self.alpha, self.eps = _fraction(alpha, "alpha"), _positive(eps, "eps")
@@ -358,6 +371,7 @@ class Adam(Optimizer):
     """Adam with bias correction: p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)."""
 
     buffers = ("exp_avg", "exp_avg_sq")
+    squares = ("exp_avg_sq",)
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
         if np.shape(betas) != (2,):
@@ -380,9 +394,15 @@ def from_config(name: str, config: dict) -> Optimizer:
     classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
     if name not in classes:
         raise ValueError(f"optimizer: expected one of {tuple(classes)}, got {name!r}")
+    if not isinstance(config, dict):
+        raise ValueError(f"config: expected a dict of options, got {type(config).__name__}")
+    if not isinstance(config.get("lr"), dict):
+        raise ValueError(f"config: expected the schedule's config, a dict, under 'lr', got "
+                         f"{reprlib.repr(config.get('lr'))}")
     options = dict(config)
     schedule = dict(options.pop("lr"))
-    kind = schedule.pop("kind")
-    if kind not in SCHEDULES:
-        raise ValueError(f"lr: expected a schedule in {tuple(SCHEDULES)}, got {kind!r}")
+    kind = schedule.pop("kind", None)
+    if not isinstance(kind, str) or kind not in SCHEDULES:
+        raise ValueError(f"lr: expected a schedule in {tuple(SCHEDULES)}, got "
+                         f"{reprlib.repr(kind)}")
     return classes[name](SCHEDULES[kind](**schedule), **options)

@@ -260,6 +260,42 @@ def test_load_state_dict_refuses_bad_state(change):
         optim.Adam().load_state_dict(state)
 
 
+@pytest.mark.parametrize("make, name", [(optim.Adam, "exp_avg_sq"),
+                                        (optim.Adagrad, "sum_sq"),
+                                        (optim.RMSprop, "square_avg")])
+def test_load_state_dict_refuses_a_negative_average_of_squares(make, name):
+    """Its square root would make every later update NaN."""
+    opt = make()
+    opt.step(_flat_params(), _flat_params().zeros_like())
+    state = opt.state_dict()
+    state[f"state_{name}"][2] = -1e-300
+    with pytest.raises(ValueError, match=rf"^state_{name}: expected values >= 0 \(a running "
+                                         rf"sum or average of squared gradients\), got "
+                                         rf"-1e-300 at index 2$"):
+        make().load_state_dict(state)
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_load_state_dict_refuses_a_non_finite_buffer(value):
+    state = _adam_state_after_one_step()
+    state["state_exp_avg"][0] = value
+    with pytest.raises(ValueError, match=rf"^state_exp_avg: expected finite values, got "
+                                         rf"{value} at index \(0,\)$"):
+        optim.Adam().load_state_dict(state)
+
+
+@pytest.mark.parametrize("config, match", [
+    ([1], r"^config: expected a dict of options, got list$"),
+    (dict(eps=1e-8), r"^config: expected the schedule's config, a dict, under 'lr', got "
+                     r"None$"),
+    (dict(lr=dict(lr=0.1)), r"^lr: expected a schedule in \('Constant', 'StepDecay', "
+                            r"'Cosine'\), got None$"),
+])
+def test_from_config_names_what_is_missing(config, match):
+    with pytest.raises(ValueError, match=match):
+        optim.from_config("Adam", config)
+
+
 def test_state_dict_survives_npz(tmp_path):
     grads = gradients(6)
     expected = run_fastrnn(optim.Adam(0.01), grads)
