@@ -33,6 +33,32 @@ def test_gradcheck_detects_a_wrong_gradient():
     assert errors["U"] <= 1e-6
 
 
+def test_numeric_gradient_at_chosen_entries_equals_the_full_one():
+    theta = np.random.default_rng(0).standard_normal((3, 4))
+
+    def f():
+        return float(np.sin(theta).sum() + (theta[0] ** 3).sum())
+    full = numeric_gradient(f, theta)
+    at = np.array([11, 0, 5])
+    np.testing.assert_array_equal(numeric_gradient(f, theta, at=at), full.reshape(-1)[at])
+
+
+def test_gradcheck_on_sampled_entries():
+    params, x, y, h0 = make_problem(T=4, B=2, H=6)
+    errors = fastrnn.gradcheck(params, x, y, h0, entries=2)
+    assert set(errors) == {"U", "W", "b", "V", "c", "h0"}
+    assert max(errors.values()) <= 1e-6, errors
+    assert fastrnn.gradcheck(params, x, y, h0, entries=10**6) == \
+        fastrnn.gradcheck(params, x, y, h0)
+    grads = fastrnn.loss_and_grad(params, x, y, h0)[1]
+    wrong = fastrnn.Grads(params, 2, data=grads.data.copy(), h0=grads.h0.copy())
+    wrong.W[...] *= 1.01
+    assert fastrnn.gradcheck(params, x, y, h0, grads=wrong, entries=1)["W"] > 1e-4
+    for entries in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="entries: expected a positive int"):
+            fastrnn.gradcheck(params, x, y, h0, entries=entries)
+
+
 def test_token_ids_equal_one_hot_inputs():
     params, ids, y, h0 = make_problem(T=6, B=3, tokens=True)
     onehot = np.eye(params.input_size)[ids]
