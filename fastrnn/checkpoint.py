@@ -43,6 +43,8 @@ FORMAT = 1
 _META_BYTES = 1 << 26           # the JSON: a vocabulary of every Unicode character fits
 _COUNT_LIMIT = 1 << 62          # step counts, epochs, positions: int64 with room for + 1
 _STALE_SECONDS = 60.0
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
 
 
 class Checkpoint(NamedTuple):
@@ -215,7 +217,7 @@ def read(path) -> Checkpoint:
         raise ValueError(f"checkpoint: cannot read {path}: {exc}") from exc
     with archive:
         try:
-            return _read(archive, path)
+            return _read(archive)
         except _TooLarge as exc:
             raise ValueError(str(exc)) from None
         except ValueError as exc:       # _Invalid, and NumPy's on a malformed .npy header
@@ -227,7 +229,7 @@ def read(path) -> Checkpoint:
 
 
 class _Member(NamedTuple):
-    """An .npy member of the archive, its header read and checked."""
+    """An .npy member of the archive and what its header says."""
     info: zipfile.ZipInfo
     offset: int                 # where its data starts
     shape: tuple[int, ...]
@@ -235,7 +237,7 @@ class _Member(NamedTuple):
     fortran_order: bool
 
 
-def _read(archive: zipfile.ZipFile, path: Path) -> Checkpoint:
+def _read(archive: zipfile.ZipFile) -> Checkpoint:
     members = {info.filename[:-len(".npy")]: info for info in archive.infolist()
                if info.filename.endswith(".npy")}
     for name in ("meta", "params"):
@@ -271,13 +273,10 @@ def _read(archive: zipfile.ZipFile, path: Path) -> Checkpoint:
     params = Params(**{k: config[k] for k in ("input_size", "hidden_size", "output_size",
                                                "cell", "num_layers", "bidirectional")},
                     data=arrays["params"])
-    carry = None
-    if "carry" in arrays:
-        for name in ("carry", "carry_c"):
-            if name in arrays:
-                _checks.check_finite(arrays[name], name)
-        carry = (arrays["carry"], arrays["carry_c"]) if "carry_c" in arrays else \
-            arrays["carry"]
+    parts = {name: arrays[name] for name in ("carry", "carry_c") if name in arrays}
+    for name, a in parts.items():
+        _checks.check_finite(a, name)
+    carry = tuple(parts.values()) if len(parts) == 2 else parts.get("carry")
     if optimizer is not None:
         state = {name[len("optimizer_"):]: a for name, a in arrays.items()
                  if name.startswith("optimizer_state_")}
@@ -313,13 +312,19 @@ def _checked_header(archive: zipfile.ZipFile, members: dict, name: str, shape: t
 
 def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> _Member:
     """The .npy header of a member, read alone."""
-    with archive.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
+    try:
+        f = archive.open(info)
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted, unknown compression
+        raise _Invalid(f"{name}: {exc}") from None
+    with f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = _HEADER_READERS.get(version)
+            if read_header is not None:
+                shape, fortran_order, dtype = read_header(f)
+        except ValueError as exc:
+            raise _Invalid(f"{name}: not an .npy header ({exc})") from None
+        if read_header is None:
             raise _Invalid(f"{name}: .npy format version {version}, expected (1, 0) or "
                            f"(2, 0) as np.savez writes")
         offset = f.tell()

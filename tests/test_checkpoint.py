@@ -311,3 +311,15 @@ def test_a_save_killed_mid_write_leaves_the_previous_file_and_the_next_save_clea
         os.utime(p, (old, old))
     RNN.load(path).save(path)
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_a_member_that_is_not_npy_is_named(tmp_path, saved):
+    path = tmp_path / "m.npz"
+    path.write_bytes(saved)
+    write_members(path, {**members(path), "carry.npy": b"\x93NUMPY\x09\x00 garbage"})
+    with pytest.raises(ValueError, match=r"\(carry: \.npy format version \(9, 0\), expected "
+                                         r"\(1, 0\) or \(2, 0\) as np\.savez writes\)$"):
+        RNN.load(path)
+    write_members(path, {**members(path), "carry.npy": b"PK not npy"})
+    with pytest.raises(ValueError, match=r"\(carry: not an \.npy header \(.*magic"):
+        RNN.load(path)
