@@ -48,7 +48,8 @@ def cached_files(folder: Path):
 def installed_cache_files():
     """The cache files inside the package, by name, with their modification times."""
     package = Path(_config.__file__).parent
-    return {p: p.stat().st_mtime_ns for p in package.rglob("*") if p.suffix in (".nbi", ".nbc")}
+    return {p: p.stat().st_mtime_ns for p in package.rglob("*")
+            if p.suffix in (".nbi", ".nbc")}
 
 
 def test_second_process_loads_kernels_from_the_cache(tmp_path):

@@ -65,7 +65,8 @@ def test_uninstall_leaves_nothing_in_site_packages(tmp_path):
     env.update(FASTRNN_NO_EXT="1", HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
     pip = [sys.executable, "-m", "pip", "--python", venv_python]
 
-    run(pip + ["install", "-q", "--no-deps", "--no-build-isolation", src], env=env, cwd=tmp_path)
+    run(pip + ["install", "-q", "--no-deps", "--no-build-isolation", src], env=env,
+        cwd=tmp_path)
     package_file, cache = run([venv_python, "-c", textwrap.dedent("""
         import numpy as np
         import fastrnn
