@@ -139,3 +139,24 @@ def test_passes_below_the_crossover_run_blas_on_one_thread(cell, H, B, limited):
     params = fastrnn.init_params(64, H, 64, cell=cell)
     T = 25 if B == 1 else 50
     assert (_blas_threads.for_pass(params, T, B) is _blas_threads.one_thread) is limited
+
+
+def test_sequence_passes_run_in_their_blas_context(monkeypatch):
+    """forward, and loss_and_grad's forward and backward passes, each run inside
+    ``for_pass``'s context (which limits BLAS's threads for small products)."""
+    from fastrnn import _blas_threads
+
+    passes = []
+    real = _blas_threads.for_pass
+
+    def recording(params, T, B):
+        passes.append((T, B))
+        return real(params, T, B)
+
+    monkeypatch.setattr(_blas_threads, "for_pass", recording)
+    params = fastrnn.init_params(3, 4, 5, seed=0)
+    x = np.zeros((6, 2), dtype=np.int64)
+    fastrnn.forward(params, x)
+    assert passes == [(6, 2)]
+    fastrnn.loss_and_grad(params, x, x)
+    assert passes == [(6, 2)] * 3
