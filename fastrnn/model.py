@@ -142,7 +142,8 @@ class RNN:
         """Generate ``n`` characters after ``prefix`` from a character model.
 
         The prefix is run through the network, then each next character is drawn from
-        softmax(o_t / temperature) and fed back in.
+        softmax(o_t / temperature) and fed back in. ``temperature`` is any positive
+        finite number: one near zero picks the most likely character every time.
         """
         if self.vocabulary is None:
             raise ValueError("sample: this model has no vocabulary (use RNN.char_model)")
@@ -166,8 +167,14 @@ class RNN:
             o = stream(int(token))
         out = []
         for _ in range(n):
-            logits = o[0].astype(np.float64) / temperature
-            p = np.exp(logits - logits.max())
+            # (o - max o) / temperature is <= 0 at every entry and 0 at the largest, so it
+            # cannot overflow to +inf: a tiny temperature gives -inf, that is p = 0, and
+            # sampling tends to the argmax as it should.
+            logits = o[0].astype(np.float64)
+            logits -= logits.max()
+            with np.errstate(over="ignore", under="ignore"):
+                logits /= temperature
+            p = np.exp(logits)
             token = int(rng.choice(p.size, p=p / p.sum()))
             out.append(token)
             o = stream(token)

@@ -5,6 +5,7 @@ import os
 import signal
 import re
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -409,6 +410,21 @@ def test_sample_and_step_name_their_argument(call, error, match):
 def test_a_vocabulary_must_fit_the_model(args, vocabulary, error, match):
     with pytest.raises(error, match=match):
         RNN(*args, vocabulary=vocabulary)
+
+
+def test_sample_at_a_tiny_temperature_picks_the_most_likely_character():
+    """softmax(o / 1e-320) is the argmax's one-hot, computed without overflow."""
+    model, _ = trained(5)
+    vocab = model.vocabulary
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = model.sample("the", 8, temperature=1e-320, seed=0)
+        model.sample("the", 8, temperature=1e308, seed=0)
+    expected = "the"
+    for _ in range(8):
+        p = model.predict(vocab.encode(expected)[:, None])[-1, 0]
+        expected += vocab.chars[int(np.argmax(p))]
+    assert text == expected
 
 
 def test_save_names_its_path_and_writes_nothing_when_it_cannot(tmp_path):
