@@ -5,6 +5,7 @@ O output.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -209,7 +210,7 @@ class RNN:
 
     def fit(self, x, y, *, window: int, epochs: int = 1, steps: int | None = None,
             clip_norm: float | None = None, clip_value: float | None = None,
-            on_nonfinite: str = "raise", callback=None) -> dict:
+            on_nonfinite: str = "raise", callback=None, progress: bool = False) -> dict:
         """Train by truncated backpropagation through time.
 
         x (N, B) token ids or (N, B, D), y (N, B) class ids or (N, B, O): B parallel
@@ -237,7 +238,10 @@ class RNN:
         skipped and counted with "skip".
 
         ``callback(info)`` is called after every step with a dict of step, epoch, loss,
-        grad_norm and tokens (T * B). Returns the progress dict. A Ctrl-C that comes
+        grad_norm and tokens (T * B). ``progress=True`` shows a progress bar (tqdm, on
+        stderr) of the steps this call makes, with the last step's loss. Parameters that
+        are already inf or NaN are refused (ValueError) before anything is updated.
+        Returns the progress dict. A Ctrl-C that comes
         while a step updates the model raises KeyboardInterrupt once the step is counted,
         so that the model (and a checkpoint saved then) continues exactly (in the main
         thread, under Python's own SIGINT handler).
@@ -254,20 +258,29 @@ class RNN:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback: expected a callable or None, got "
                             f"{type(callback).__name__}")
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress: expected True or False, got {progress!r}")
         x, y = self._check_streams(x, y)
         N, B = x.shape[:2]
+        try:
+            _checks.check_finite(self.params.data, "params")
+        except ValueError as exc:
+            raise ValueError(f"{exc}: the parameters were already inf or NaN before "
+                             f"training; fit changed nothing") from None
         if self.optimizer is None:
             self.configure()
         shape = self.params.state_shape(B)
         if self.carry is None or _state_parts(self.carry)[0].shape != shape:
             self.carry = _zero_state(self.params, shape)
         done = 0
-        progress = self.progress
-        if progress["position"] >= N:
-            progress["position"] = 0
-        with _CtrlCGuard() as guard:
-            while progress["epoch"] < epochs and (steps is None or done < steps):
-                start = progress["position"]
+        if self.progress["position"] >= N:
+            self.progress["position"] = 0
+        bar = contextlib.nullcontext()
+        if progress:
+            bar = _progress_bar(_steps_to_go(self.progress, N, window, epochs, steps))
+        with _CtrlCGuard() as guard, bar:
+            while self.progress["epoch"] < epochs and (steps is None or done < steps):
+                start = self.progress["position"]
                 if start == 0 or self.params.bidirectional:
                     for part in _state_parts(self.carry):
                         part.fill(0.0)
@@ -275,15 +288,18 @@ class RNN:
                 loss, grad_norm = self._train_step(x[start:stop], y[start:stop], clip_norm,
                                                    clip_value, on_nonfinite, guard)
                 done += 1
-                progress["steps"] += 1
-                progress["position"] = stop if stop < N else 0
+                self.progress["steps"] += 1
+                self.progress["position"] = stop if stop < N else 0
                 if stop == N:
-                    progress["epoch"] += 1
+                    self.progress["epoch"] += 1
                 guard.release()                 # the step is complete: Ctrl-C may act
+                if progress:
+                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                    bar.update()
                 if callback is not None:
-                    callback(dict(step=progress["steps"], epoch=progress["epoch"],
+                    callback(dict(step=self.progress["steps"], epoch=self.progress["epoch"],
                                   loss=loss, grad_norm=grad_norm, tokens=(stop - start) * B))
-        return dict(progress)
+        return dict(self.progress)
 
     def _train_step(self, x, y, clip_norm, clip_value, on_nonfinite, guard):
         """One step; from the end of the gradient's computation on, which changes the
@@ -293,7 +309,7 @@ class RNN:
                                              reduction="mean", backend=self.backend)
         except FloatingPointError as exc:
             guard.hold()
-            return self._nonfinite(on_nonfinite, f"loss: {exc}")
+            return self._nonfinite(on_nonfinite, str(exc))     # it names its argument
         guard.hold()
         grad_norm = optim.clip_grad_norm(grads, clip_norm) if clip_norm else \
             optim._norm(grads.data)
@@ -400,6 +416,22 @@ def _positive_int(value, argument: str, alternative: str = "") -> int:
             or value < 1:
         raise ValueError(f"{argument}: expected a positive int{alternative}, got {value!r}")
     return int(value)
+
+
+def _steps_to_go(progress: dict, N: int, window: int, epochs: int, steps) -> int:
+    """How many steps ``fit`` makes from ``progress`` on streams of N steps."""
+    if progress["epoch"] >= epochs:
+        return 0
+    per_epoch = -(-N // window)
+    total = -(-(N - progress["position"]) // window) + \
+        (epochs - progress["epoch"] - 1) * per_epoch
+    return total if steps is None else min(total, steps)
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm           # imported only when asked for: it costs import time
+
+    return tqdm(total=total, desc="fit", unit="step", dynamic_ncols=True)
 
 
 def _saved_backend(name, path: Path) -> str:

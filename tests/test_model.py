@@ -280,6 +280,47 @@ def test_non_finite_steps_are_never_applied():
     np.testing.assert_array_equal(model.params.data, before)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_a_non_finite_loss_is_reported_once_under_its_argument():
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    model.params.b[:] = 100.0
+    model.params.V[:] = 1.7e308
+    model.params.c[:] = 1.7e308
+    with pytest.raises(NonFiniteError) as info:
+        model.fit(x, y, window=10, steps=1)
+    assert str(info.value).startswith("training step 1: loss: the loss is "), info.value
+    assert info.value.reason.startswith("loss: the loss is ")
+
+
+@pytest.mark.parametrize("index, value", [(3, np.inf), (-1, np.nan)])
+def test_fit_says_when_the_params_were_already_not_finite(index, value):
+    """Not finite before training, whatever the step would have made of them: an input
+    weight that the first window reads as finite, or an output bias."""
+    vocab, x, y = char_streams()
+    model = RNN.char_model(vocab, 8, seed=0)
+    model.params.data[index] = value
+    with pytest.raises(ValueError, match=rf"^params: expected finite values, got {value} at "
+                                         rf"index \(\d+,\): the parameters were already "
+                                         rf"inf or NaN before training; fit changed "
+                                         rf"nothing$"):
+        model.fit(x, y, window=10, steps=1)
+    assert model.optimizer is None and model.progress["steps"] == 0
+
+
+def test_fit_shows_a_progress_bar_of_the_steps_it_makes_when_asked(capsys):
+    vocab, x, y = char_streams()
+    x, y = x[:25], y[:25]                       # windows of 10, 10 and 5 steps
+    model = RNN.char_model(vocab, 8, seed=0)
+    model.fit(x, y, window=10, steps=1)
+    assert capsys.readouterr().err == ""
+    model.fit(x, y, window=10, epochs=2, progress=True)     # 2 steps left, then 3
+    err = capsys.readouterr().err
+    assert " 5/5 " in err and re.search(r"loss=\d", err), err
+    model.fit(x, y, window=10, epochs=4, steps=2, progress=True)
+    assert " 2/2 " in capsys.readouterr().err
+
+
 def large_targets():
     rng = np.random.default_rng(0)
     return rng.standard_normal((40, 2, 3)), 1000 * rng.standard_normal((40, 2, 2))
@@ -463,6 +504,7 @@ def test_fit_checks_all_the_data_before_the_first_update(name, value, match):
     (dict(clip_value=0.0), ValueError, r"^clip_value: expected a positive finite number, "),
     (dict(clip_value=math.inf), ValueError, r"^clip_value: expected a positive finite "),
     (dict(callback=3), TypeError, r"^callback: expected a callable or None, got int"),
+    (dict(progress="yes"), TypeError, r"^progress: expected True or False, got 'yes'"),
 ])
 def test_fit_checks_its_options_before_the_first_update(options, error, match):
     """A clip of 0 is refused, not taken for "no clipping"; nothing is updated."""
