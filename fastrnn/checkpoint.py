@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _checks, optim
 from .data import Vocabulary
-from .params import CELLS, DTYPES, GATES, Params
+from .params import CELLS, DTYPES, Params, memory_limit, parameter_count
 
 FORMAT = 1
 _META_BYTES = 1 << 26           # the JSON: a vocabulary of every Unicode character fits
@@ -253,7 +253,8 @@ def _read(archive: zipfile.ZipFile) -> Checkpoint:
     optimizer = _optimizer(meta.get("optimizer"))
     dtype = np.dtype(config["dtype"])
 
-    P = _parameter_count(config)
+    P = parameter_count(config["input_size"], config["hidden_size"], config["output_size"],
+                        config["cell"], config["num_layers"], config["bidirectional"])
     headers = {"params": _checked_header(archive, members, "params", (P,), dtype)}
     if "carry" in members:
         shape = _carry_shape(_header(archive, members["carry"], "carry").shape, config)
@@ -347,12 +348,17 @@ def _check_header(header: _Member, name: str, shape: tuple, dtype: np.dtype) -> 
 def _read_arrays(archive: zipfile.ZipFile, headers: dict) -> dict:
     """The members' data, allocated all at once (or refused) before any is read."""
     total = sum(math.prod(h.shape) * h.dtype.itemsize for h in headers.values())
+    too_large = f"checkpoint: {archive.filename} holds {total:,} bytes of arrays " \
+                f"({', '.join(headers)}), more than"
+    if total > memory_limit():
+        raise _TooLarge(f"{too_large} the machine's memory (or its cgroup's limit), "
+                        f"{memory_limit():,} bytes")
     try:
         flat = {name: np.empty(math.prod(h.shape), dtype=h.dtype)
                 for name, h in headers.items()}
-    except (MemoryError, ValueError):
-        raise _TooLarge(f"checkpoint: {archive.filename} holds {total:,} bytes of arrays "
-                        f"({', '.join(headers)}), more than can be allocated here") from None
+    except MemoryError:
+        raise _TooLarge(f"{too_large} can be allocated now (too little free "
+                        f"memory)") from None
     arrays = {}
     for name, h in headers.items():
         view = memoryview(flat[name]).cast("B")
@@ -435,17 +441,6 @@ def _config(config) -> dict:
         raise _Invalid(f"config.backend: expected a backend's name, got "
                        f"{reprlib.repr(config.get('backend'))}")
     return config
-
-
-def _parameter_count(config: dict) -> int:
-    """P, from the sizes alone: ``Params.layout`` summed without building it."""
-    D, H, O = config["input_size"], config["hidden_size"], config["output_size"]
-    L, dirs = config["num_layers"], 2 if config["bidirectional"] else 1
-    G = GATES[config["cell"]] * H
-    biases = 2 if config["cell"] == "gru" else 1
-    group = G * H + biases * G                  # W and the biases; U's width varies
-    return dirs * (G * D + group) + (L - 1) * dirs * (G * dirs * H + group) + \
-        O * dirs * H + O
 
 
 def _vocabulary(chars, config: dict) -> Vocabulary | None:
