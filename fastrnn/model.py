@@ -127,6 +127,8 @@ class RNN:
         x_t: a token id, (B,) ids or a (B, D) block; returns o_t (B, O), a buffer the
         next call overwrites. ``reset_state`` starts again from zeros.
         """
+        if not isinstance(x_t, (int, np.ndarray)):      # a list: a ragged one is refused
+            x_t = _checks._as_array(x_t, "x_t")
         B = 1 if np.ndim(x_t) == 0 else len(x_t)
         if B == 0:
             raise ValueError(f"x_t: expected a token id, (B,) token ids or a (B, D) block, "

@@ -431,6 +431,7 @@ def test_model_rejects_bad_arguments(call, argument):
      r"^x_t: expected a token id, \(B,\) token ids or a \(B, D\) block, B >= 1, got "
      r"int64 array of shape \(0,\)"),
     (lambda m: m.step(np.zeros((0, m.params.input_size))), ValueError, r"^x_t: "),
+    (lambda m: m.step([[0.0, 1.0], [2.0]]), TypeError, r"^x_t: expected an array, got list"),
 ])
 def test_sample_and_step_name_their_argument(call, error, match):
     vocab, _, _ = char_streams()
