@@ -46,9 +46,6 @@ def fit(model, x, y, **kwargs):
     return model.fit(x, y, **{"window": 1, **kwargs})
 
 
-# Rows that fail because of code in model.py, which this file's authors do not own.
-MODEL_PY = {"rnn-step-x_t-ragged"}
-
 # (id, call on a fresh problem s, exception, argument the message starts with)
 ROWS = [
     # forward
@@ -265,9 +262,7 @@ ROWS = [
 
 
 @pytest.mark.parametrize("call, exc, argument", [
-    pytest.param(*row[1:], id=row[0], marks=pytest.mark.xfail(
-        reason="fixed by model.py change", strict=True) if row[0] in MODEL_PY else ())
-    for row in ROWS])
+    pytest.param(*row[1:], id=row[0]) for row in ROWS])
 def test_bad_input_names_the_argument(call, exc, argument):
     with pytest.raises(exc) as info:
         call(problem())
