@@ -24,7 +24,7 @@ the memoryviews still check dtype and layout, so a bug upstream raises instead o
 corrupting memory. No kernel allocates an array. Compiler directives (no bounds checks
 unless FASTRNN_CYTHON_DEBUG=1) and flags are set once for the build in setup.py.
 """
-from libc.math cimport log
+from libc.math cimport fabs, log
 from libc.stdint cimport int64_t
 
 from cython cimport floating
@@ -206,20 +206,33 @@ cdef double _sum(const floating* v, Py_ssize_t n) noexcept nogil:
     return (s0 + s1) + (s2 + s3)
 
 
+cdef inline void _add_compensated(double* total, double* comp, double term) noexcept nogil:
+    """total += term with Neumaier's compensation: comp gathers the rounding error of each
+    addition, and the sum so far is total + comp (as ``fastrnn._numba.rnn``'s)."""
+    cdef double summed = total[0] + term
+    if fabs(total[0]) >= fabs(term):
+        comp[0] += (total[0] - summed) + term
+    else:
+        comp[0] += (term - summed) + total[0]
+    total[0] = summed
+
+
 def cross_entropy(const floating[:, :, ::1] o,     # IN  (T, B, O) logits
                   const int64_t[:, ::1] y,         # IN  (T, B) class ids in [0, O)
                   double scale,
                   floating[:, :, ::1] do):         # OUT (T, B, O)
     """Fused log-softmax, cross-entropy and dL/do = scale * (p - onehot(y)).
 
-    Returns scale * sum of -log p[y].
+    Returns scale * sum of -log p[y]. Each term is (m - o[y]) + log(z) in double, and the
+    terms are added with compensation, as in ``fastrnn._numba.rnn.cross_entropy`` (which
+    says why).
     """
     cdef Py_ssize_t T = o.shape[0], B = o.shape[1], O = o.shape[2]
     cdef Py_ssize_t t, r, k, target
     cdef const floating* logits
     cdef floating* grad
     cdef floating m
-    cdef double z, inv, total = 0
+    cdef double z, inv, total = 0, comp = 0
     with nogil:
         for t in range(T):
             for r in range(B):
@@ -229,31 +242,37 @@ def cross_entropy(const floating[:, :, ::1] o,     # IN  (T, B, O) logits
                     grad[k] = exp(logits[k] - m)
                 z = _sum(grad, O)
                 target = y[t, r]
-                total += m + log(z) - logits[target]
+                _add_compensated(&total, &comp, (<double>m - logits[target]) + log(z))
                 inv = scale / z
                 for k in range(O):
                     grad[k] = grad[k] * inv
                 grad[target] = grad[target] - scale
-    return total * scale
+    return (total + comp) * scale
 
 
 def squared_error(const floating[:, :, ::1] o,     # IN  (T, B, O)
                   const floating[:, :, ::1] y,     # IN  (T, B, O) targets
                   double scale,
                   floating[:, :, ::1] do):         # OUT (T, B, O)
-    """L = scale * sum ||o_t - y_t||^2 and dL/do = 2 scale (o - y)."""
-    cdef Py_ssize_t i, n = o.shape[0] * o.shape[1] * o.shape[2]
+    """L = scale * sum ||o_t - y_t||^2 and dL/do = 2 scale (o - y).
+
+    Each row's O terms are summed in double, the rows' sums with compensation.
+    """
+    cdef Py_ssize_t N = o.shape[0] * o.shape[1], O = o.shape[2], i, k
     cdef const floating* po = &o[0, 0, 0]
     cdef const floating* py = &y[0, 0, 0]
     cdef floating* pdo = &do[0, 0, 0]
     cdef floating diff
-    cdef double total = 0
+    cdef double row, total = 0, comp = 0
     with nogil:
-        for i in range(n):
-            diff = po[i] - py[i]
-            total += diff * diff
-            pdo[i] = 2.0 * scale * diff
-    return total * scale
+        for i in range(N):
+            row = 0
+            for k in range(i * O, (i + 1) * O):
+                diff = po[k] - py[k]
+                row += diff * diff
+                pdo[k] = 2.0 * scale * diff
+            _add_compensated(&total, &comp, row)
+    return (total + comp) * scale
 
 
 # ------------------------------------------------------------------------ backward
