@@ -6,13 +6,11 @@ gradients) or grows (exploding gradients); ||kappa_t|| shows which.
 """
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 
-from . import _checks, backends
+from . import _checks, backends, checkpoint
 from .kernels import _run_backward, _run_forward
 from .model import RNN
 from .params import Params
@@ -70,24 +68,13 @@ def _figure():
 
 
 def _save(fig, path, argument: str) -> Path:
-    """Write ``fig`` in the format of ``path``'s suffix (PNG without one) through a
-    temporary file beside it and os.replace: a failed write leaves any previous file."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{argument}: cannot write {path}: it is a folder")
-    if not path.parent.is_dir():
-        raise ValueError(f"{argument}: cannot write {path}: no such folder {path.parent}")
+    """Write ``fig`` in the format of ``path``'s suffix (PNG without one), atomically
+    (``checkpoint.atomic_write``): a failed write leaves any previous file."""
+    path = checkpoint.check_target(path, argument)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    f = open(tmp, "xb")                 # a new file's permissions, unlike mkstemp's 0600
-    try:
-        with f:
-            fig.savefig(f, format=path.suffix[1:].lower() or "png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    image_format = path.suffix[1:].lower() or "png"
+    return checkpoint.atomic_write(path, lambda f: fig.savefig(f, format=image_format,
+                                                               dpi=120), argument=argument)
 
 
 def plot_gradient_norms(norms: dict, path) -> Path:
