@@ -155,11 +155,9 @@ def _check_resume_options(args, model: RNN) -> None:
 def _check_checkpoint_target(args) -> None:
     """Refuse a --checkpoint that training could not write, or would overwrite unasked,
     before anything is trained."""
-    path = args.checkpoint
-    if path.is_dir() or not path.parent.is_dir():
-        raise ValueError(f"--checkpoint: cannot write {path}: "
-                         + ("it is a folder" if path.is_dir() else
-                            f"no such folder {path.parent}"))
+    from .checkpoint import check_target
+
+    path = check_target(args.checkpoint, "--checkpoint")
     if path.exists() and not (args.resume or args.force):
         raise ValueError(f"--checkpoint: {path} exists; pass --resume to continue training "
                          f"it, or --force to replace it with a new model")
