@@ -2,33 +2,57 @@
 
 The public vocabulary follows the classic derivation of the vanilla RNN:
 a_t = b + W s_{t-1} + U x_t, s_t = f(a_t), o_t = c + V s_t.
+
+The names below are imported on first use (PEP 562), so that ``import fastrnn`` and the
+command line's start import neither NumPy nor Numba, and ``fastrnn.interop`` imports the
+frameworks it converts from only when it is used.
 """
-from . import data, diagnostics, optim
+import importlib
+import importlib.util
+import sys
+import types
+
 from ._version import __version__
-from .backends import available_backends
-from .gradcheck import gradcheck
-from .kernels import Stream, forward, get_workspace, loss_and_grad, sgd_step, step
-from .model import RNN
-from .params import Grads, Params, init_params
-from .workspace import Workspace
 
-__all__ = ["__version__", "Grads", "Params", "RNN", "Stream", "Workspace",
-           "available_backends", "data", "diagnostics", "forward", "get_workspace",
-           "gradcheck", "init_params", "interop", "loss_and_grad", "optim", "sgd_step",
-           "step"]
+# Public name -> the module that defines it (a subpackage or module itself when None).
+_API = {
+    "Grads": "params", "Params": "params", "init_params": "params",
+    "RNN": "model",
+    "Stream": "kernels", "forward": "kernels", "get_workspace": "kernels",
+    "loss_and_grad": "kernels", "sgd_step": "kernels", "step": "kernels",
+    "Workspace": "workspace",
+    "available_backends": "backends",
+    "gradcheck": "gradcheck",
+    "data": None, "diagnostics": None, "interop": None, "optim": None,
+}
 
-# Subpackages imported on first access (PEP 562): ``fastrnn.interop`` works after a plain
-# ``import fastrnn`` without importing the frameworks it converts from.
-_LAZY_SUBMODULES = ("interop",)
+__all__ = ["__version__", *sorted(_API)]
 
 
 def __getattr__(name: str):
-    if name in _LAZY_SUBMODULES:
-        import importlib
-
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _API:
+        module = importlib.import_module(f".{_API[name] or name}", __name__)
+        value = module if _API[name] is None else getattr(module, name)
+    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)      # any other submodule
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+    return sorted(set(globals()) | set(_API))
+
+
+class _Package(types.ModuleType):
+    """The package's module type: importing the submodule ``fastrnn.gradcheck`` binds it
+    as an attribute of the package, where ``fastrnn.gradcheck`` is the function."""
+
+    def __setattr__(self, name, value):
+        if name == "gradcheck" and isinstance(value, types.ModuleType):
+            value = value.gradcheck
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -43,6 +43,20 @@ def test_interop_is_an_attribute_that_imports_torch_only_when_used():
     assert out.strip() == "module 'fastrnn' has no attribute 'not_an_attribute'"
 
 
+def test_import_and_the_command_line_start_without_numpy_or_numba():
+    """The console script imports fastrnn.cli before main() can catch a Ctrl-C: nothing
+    slow may be imported by then. The API is imported on first use."""
+    out = run([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        import fastrnn.cli
+        print(sorted({"numpy", "numba"} & set(sys.modules)))
+        from fastrnn.gradcheck import numeric_gradient
+        import fastrnn
+        print(fastrnn.gradcheck.__name__, callable(fastrnn.gradcheck), fastrnn.RNN.__name__)
+    """)])
+    assert out.split("\n")[:2] == ["[]", "gradcheck True RNN"]
+
+
 def test_uninstall_leaves_nothing_in_site_packages(tmp_path):
     if not all(importlib.util.find_spec(name) for name in ("pip", "setuptools")):
         pytest.skip("the install needs pip and setuptools")
