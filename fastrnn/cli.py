@@ -298,8 +298,11 @@ def sample(args) -> int:
 
 
 def bench(args) -> int:
-    from .bench import run
-    run(sizes=args.sizes, stream=not args.no_stream, gated=args.gated)
+    from . import bench
+    if args.concurrent:
+        bench.concurrent(args.concurrent)
+    else:
+        bench.run(sizes=args.sizes, stream=not args.no_stream, gated=args.gated)
     return 0
 
 
@@ -316,8 +319,7 @@ def info(args) -> int:
     for pool in threadpoolctl.threadpool_info():
         print(f"{pool['user_api']}: {pool['internal_api']} {pool.get('version')}, "
               f"{pool['num_threads']} threads ({Path(pool['filepath']).name})")
-    cache = numba.config.CACHE_DIR or "beside the sources, else Numba's user folder"
-    print(f"numba cache: {'on' if _config.numba_cache_enabled() else 'off'} ({cache})")
+    print(f"kernel cache: {_config.kernel_cache_dir() or 'off'}")
     return 0
 
 
@@ -437,6 +439,9 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-stream", action="store_true", help="skip the streaming step")
     p.add_argument("--gated", action="store_true",
                    help="also LSTM and GRU against PyTorch's nn.LSTM and nn.GRU")
+    p.add_argument("--concurrent", type=_positive_int, metavar="STEPS",
+                   help="instead: STEPS training steps alone, then two such trainings at "
+                        "once, and the slowdown")
     p.set_defaults(run=bench)
 
     p = commands.add_parser("info", help="version, backends, threads, Numba cache")

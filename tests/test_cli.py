@@ -369,9 +369,24 @@ def test_train_help_says_steps_counts_the_resumed_ones(capsys):
 
 
 def test_info(capsys):
+    from fastrnn import _config
+
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "backends:" in out and "numba cache:" in out
+    assert "backends:" in out
+    assert f"kernel cache: {_config.kernel_cache_dir() or 'off'}\n" in out
+
+
+def test_bench_concurrent_runs_the_concurrency_benchmark_alone(monkeypatch):
+    from fastrnn import bench
+
+    calls = []
+    monkeypatch.setattr(bench, "concurrent", lambda steps: calls.append(("concurrent", steps)))
+    monkeypatch.setattr(bench, "run", lambda **kwargs: calls.append(("run", kwargs)))
+    assert cli.main(["bench", "--concurrent", "50"]) == 0
+    assert cli.main(["bench", "--sizes", "S", "--no-stream"]) == 0
+    assert calls == [("concurrent", 50),
+                     ("run", {"sizes": ["S"], "stream": False, "gated": False})]
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
