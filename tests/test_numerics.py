@@ -94,6 +94,19 @@ def test_squared_error_sums_many_terms_without_drift(backend):
 
 
 @pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_a_loss_that_overflows_is_inf_not_nan(backend, loss):
+    """Once the running total is inf, the compensation term is NaN: it must not be added."""
+    params = fastrnn.init_params(1, 1, 2, seed=0)
+    params.V[...] = 0.0
+    params.c[...] = [1e308, -1e308]     # -log p of class 1 is about 2e308: inf
+    x = np.zeros((2, 1), np.int64)
+    y = np.ones((2, 1), np.int64) if loss == "cross_entropy" else np.full((2, 1, 2), 1e300)
+    with pytest.raises(FloatingPointError, match=r"\(the loss is inf\)|the loss is inf "):
+        fastrnn.loss_and_grad(params, x, y, loss=loss, backend=backend)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
 def test_saturated_tanh_stack_agrees_in_absolute_terms(backend):
     """Every unit of a 2-layer bidirectional tanh stack with weights x20 saturates. A
     gradient made only of saturated derivatives is rounding noise in both: dW of the top

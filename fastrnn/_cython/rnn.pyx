@@ -24,7 +24,7 @@ the memoryviews still check dtype and layout, so a bug upstream raises instead o
 corrupting memory. No kernel allocates an array. Compiler directives (no bounds checks
 unless FASTRNN_CYTHON_DEBUG=1) and flags are set once for the build in setup.py.
 """
-from libc.math cimport fabs, log
+from libc.math cimport fabs, isfinite, log
 from libc.stdint cimport int64_t
 
 from cython cimport floating
@@ -217,6 +217,12 @@ cdef inline void _add_compensated(double* total, double* comp, double term) noex
     total[0] = summed
 
 
+cdef inline double _sum_so_far(double total, double comp) noexcept nogil:
+    """total + comp; total itself once it is inf or NaN, where comp has become NaN (an
+    overflowing loss must come out inf, not NaN)."""
+    return total + comp if isfinite(total) else total
+
+
 def cross_entropy(const floating[:, :, ::1] o,     # IN  (T, B, O) logits
                   const int64_t[:, ::1] y,         # IN  (T, B) class ids in [0, O)
                   double scale,
@@ -247,7 +253,7 @@ def cross_entropy(const floating[:, :, ::1] o,     # IN  (T, B, O) logits
                 for k in range(O):
                     grad[k] = grad[k] * inv
                 grad[target] = grad[target] - scale
-    return (total + comp) * scale
+    return _sum_so_far(total, comp) * scale
 
 
 def squared_error(const floating[:, :, ::1] o,     # IN  (T, B, O)
@@ -272,7 +278,7 @@ def squared_error(const floating[:, :, ::1] o,     # IN  (T, B, O)
                 row += diff * diff
                 pdo[k] = 2.0 * scale * diff
             _add_compensated(&total, &comp, row)
-    return (total + comp) * scale
+    return _sum_so_far(total, comp) * scale
 
 
 # ------------------------------------------------------------------------ backward

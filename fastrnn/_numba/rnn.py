@@ -240,13 +240,21 @@ def _sum(v):
 def _add_compensated(total, comp, term):
     """Neumaier's compensated sum, one term at a time: returns total + term rounded and
     comp plus the rounding error of that addition. The sum so far is total + comp, which
-    does not drift with the number of terms as a plain running sum does."""
+    does not drift with the number of terms as a plain running sum does (``_sum_so_far``
+    reads it)."""
     summed = total + term
     if abs(total) >= abs(term):
         comp += (total - summed) + term
     else:
         comp += (term - summed) + total
     return summed, comp
+
+
+@jit
+def _sum_so_far(total, comp):
+    """total + comp; total itself once it is inf or NaN, where comp has become NaN (an
+    overflowing loss must come out inf, not NaN)."""
+    return total + comp if math.isfinite(total) else total
 
 
 @jit
@@ -277,7 +285,7 @@ def cross_entropy(o, y, scale, do):
             for k in range(O):
                 grad[k] *= inv
             grad[target] -= scale
-    return (total + comp) * scale
+    return _sum_so_far(total, comp) * scale
 
 
 @jit
@@ -298,7 +306,7 @@ def squared_error(o, y, scale, do):
                 row += diff * diff
                 grad[k] = 2.0 * scale * diff
             total, comp = _add_compensated(total, comp, row)
-    return (total + comp) * scale
+    return _sum_so_far(total, comp) * scale
 
 
 # ------------------------------------------------------------------------ backward
