@@ -10,10 +10,14 @@ from cython cimport floating
 from ._blas cimport BLAS_Trans, NoTrans, Trans, gemm, gemv
 from ._vecmath cimport sigmoid, tanh
 
+# The cell codes the kernels branch on: those of fastrnn._contract (the stack module
+# exposes them as CELL_CODES, and tests/test_cython_contract.py compares the two).
 cdef enum:
     TANH = 0
     SIGMOID = 1
     RELU = 2
+    LSTM = 3
+    GRU = 4
 
 
 cdef inline void activate(int act, const floating* a, floating* s, Py_ssize_t n) noexcept nogil:

@@ -40,13 +40,13 @@ from ._loops cimport fill_rows as _fill_rows
 from ._loops cimport sum_rows as _sum_rows
 from ._vecmath cimport exp, tanh
 
-from fastrnn import backends
+from fastrnn import _contract
 
 CELLS = {"tanh": TANH, "sigmoid": SIGMOID, "relu": RELU}
 
-cdef int STEP_OK = backends.STEP_OK
-cdef int STEP_BAD_INPUT = backends.STEP_BAD_INPUT
-cdef int STEP_BAD_OUTPUT = backends.STEP_BAD_OUTPUT
+cdef int STEP_OK = _contract.STEP_OK
+cdef int STEP_BAD_INPUT = _contract.STEP_BAD_INPUT
+cdef int STEP_BAD_OUTPUT = _contract.STEP_BAD_OUTPUT
 
 
 # ------------------------------------------------------------------ elementwise pieces

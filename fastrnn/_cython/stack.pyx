@@ -28,8 +28,8 @@ from libc.stdint cimport int64_t, intptr_t
 from cython cimport floating
 
 from ._blas cimport BLAS_Trans, NoTrans, Trans, gemm
-from ._loops cimport (activate, add_rows_times, all_finite, copy, delta, fill_rows,
-                      sum_rows)
+from ._loops cimport (GRU, LSTM, RELU, SIGMOID, TANH, activate, add_rows_times, all_finite,
+                      copy, delta, fill_rows, sum_rows)
 from ._vecmath cimport sigmoid, tanh
 
 cdef extern from "_parallel.h" nogil:
@@ -51,17 +51,14 @@ import operator
 
 import numpy as np
 
-from fastrnn import backends
+from fastrnn import _contract
 
-cdef enum:
-    LSTM = 3
-    GRU = 4
+# The codes of _loops.pxd, which the kernels branch on, by cell name.
+CELL_CODES = {"tanh": TANH, "sigmoid": SIGMOID, "relu": RELU, "lstm": LSTM, "gru": GRU}
 
-CELLS = {"tanh": 0, "sigmoid": 1, "relu": 2, "lstm": LSTM, "gru": GRU}
-
-cdef int STEP_OK = backends.STEP_OK
-cdef int STEP_BAD_INPUT = backends.STEP_BAD_INPUT
-cdef int STEP_BAD_OUTPUT = backends.STEP_BAD_OUTPUT
+cdef int STEP_OK = _contract.STEP_OK
+cdef int STEP_BAD_INPUT = _contract.STEP_BAD_INPUT
+cdef int STEP_BAD_OUTPUT = _contract.STEP_BAD_OUTPUT
 
 # Per-cell fields of a Cells object, in its address table; Y and dY are per layer.
 FIELDS = ("U", "W", "b", "b_hh", "gates", "aux", "h", "kappa", "da", "dah", "WT",
@@ -83,7 +80,7 @@ cdef class Cells:
 
     def __cinit__(self, str cell, int dirs, dict arrays):
         cdef int f, i
-        self.cell = CELLS[cell]
+        self.cell = CELL_CODES[cell]
         self.dirs = dirs
         self.arrays = arrays
         self.n = len(arrays["W"])
