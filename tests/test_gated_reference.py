@@ -58,12 +58,7 @@ def loss_and_grads(cell, arrays, x, y, loss):
     return L, cache, {name: grads["d" + name] for name in arrays}
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("tokens", [True, False], ids=["ids", "dense"])
-@pytest.mark.parametrize("B", [1, 3])
-@pytest.mark.parametrize("T", [1, 6])
-def test_gradcheck(cell, loss, tokens, B, T):
+def check_gradients(cell, *, T=6, B=3, loss="cross_entropy", tokens=False):
     arrays, x, y = make_gated_problem(cell, T=T, B=B, loss=loss, tokens=tokens)
     _, _, analytic = loss_and_grads(cell, arrays, x, y, loss)
 
@@ -75,6 +70,20 @@ def test_gradcheck(cell, loss, tokens, B, T):
     expected = {"U", "W", "b", "V", "c", "h0"} | ({"c0"} if cell == "lstm" else {"b_hh"})
     assert set(errors) == expected
     assert max(errors.values()) <= 1e-6, errors
+
+
+# Crossed: cell, loss and input kind; one row and one step (the loops' edges) per cell.
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("tokens", [True, False], ids=["ids", "dense"])
+def test_gradcheck(cell, loss, tokens):
+    check_gradients(cell, loss=loss, tokens=tokens)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("B, T", [(1, 1), (1, 6), (3, 1)])
+def test_gradcheck_at_the_edges(cell, B, T):
+    check_gradients(cell, T=T, B=B)
 
 
 def test_gradcheck_detects_a_wrong_gradient():
@@ -206,11 +215,12 @@ def arrays_from_torch(cell, module, linear, h0, c0):
     return arrays
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("tokens", [True, False], ids=["ids", "dense"])
-@pytest.mark.parametrize("B", [1, 4])
-@pytest.mark.parametrize("T", [1, 9])
+# Crossed: cell, loss and input kind; one row and one step per cell.
+@pytest.mark.parametrize("cell, loss, tokens, B, T", [
+    *((cell, loss, tokens, 4, 9) for cell in ("lstm", "gru")
+      for loss in ("cross_entropy", "mse") for tokens in (True, False)),
+    *((cell, "cross_entropy", False, B, T) for cell in ("lstm", "gru")
+      for B, T in ((1, 1), (1, 9), (4, 1)))])
 def test_reference_matches_pytorch(cell, loss, tokens, B, T):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
