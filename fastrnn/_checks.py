@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ._numba.rnn import _all_finite, min_max
+from . import _vec
 from .params import Params
 
 _COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -50,7 +50,7 @@ def all_finite(a: np.ndarray) -> bool:
     needed.
     """
     if a.dtype in _COMPILED_DTYPES and a.flags.c_contiguous:
-        return _all_finite(a.reshape(-1))
+        return _vec.all_finite(a.reshape(-1))
     with np.errstate(over="ignore", invalid="ignore"):
         total = a.sum()
     return bool(np.isfinite(total)) or bool(np.isfinite(a).all())
@@ -116,7 +116,7 @@ def _float_block(params: Params, a: np.ndarray, argument: str) -> np.ndarray:
 
 
 def _token_ids(a: np.ndarray, size: int, argument: str, what: str) -> np.ndarray:
-    lo, hi = min_max(np.ascontiguousarray(a))
+    lo, hi = _vec.min_max(np.ascontiguousarray(a))
     if lo < 0 or hi >= size:
         bad = lo if lo < 0 else hi
         raise ValueError(f"{argument}: expected {what} in [0, {size}), got {bad}")

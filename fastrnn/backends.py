@@ -52,8 +52,11 @@ stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws) -> status
     One streaming step of a one-direction stack, its forward pass over one time step,
     with ws a workspace for T = 1: x_t (B, D) or ids (B,); h0, c0, h_out, c_out (n, B,
     H), c0 and c_out None but for the LSTM; h_out may be h0 and c_out c0. Writes o_t
-    into o_out (B, O) and returns a status as ``step`` does. ``step_by_forward`` is this
-    function for a backend with no step kernel of its own.
+    into o_out (B, O) and returns a status as ``step`` does. A backend with no step
+    kernel of its own may run its ``stack_forward`` over one time step, as the
+    reference does.
+
+The status codes and the cells' integer codes are in ``fastrnn._contract``.
 """
 from __future__ import annotations
 
@@ -61,6 +64,8 @@ import functools
 import importlib
 
 from . import _config
+# The statuses of ``step``, for the backends that read them here.
+from ._contract import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
 
 _MODULES = {
     "cython": "fastrnn._cython.kernels",
@@ -71,8 +76,6 @@ KINDS = {"sequence": ("cython", "numba", "reference"),
          "step": ("numba", "cython", "reference"),
          "stack_step": ("cython", "numba", "reference")}
 _loaded: dict = {}
-
-STEP_OK, STEP_BAD_INPUT, STEP_BAD_OUTPUT = 0, 1, 2
 
 
 def _load(name: str):
@@ -116,16 +119,3 @@ def get(backend: str = "auto", kind: str = "sequence"):
     """The module implementing the kernel contract for ``backend``."""
     return _load(resolve(backend, kind))
 
-
-def step_by_forward(stack_forward, params, x_t, h0, c0, o_out, h_out, c_out, ws) -> int:
-    """``stack_step`` through a backend's ``stack_forward`` over a sequence of one step."""
-    from ._checks import all_finite     # _checks imports the Numba kernels, which need us
-
-    if x_t.ndim == 2 and not all_finite(x_t):
-        return STEP_BAD_INPUT
-    stack_forward(params, x_t[None], h0, c0, ws)
-    o_out[...] = ws.o[0]
-    h_out[...] = ws.h_T
-    if c_out is not None:
-        c_out[...] = ws.c_T
-    return STEP_OK if all_finite(o_out) else STEP_BAD_OUTPUT

@@ -10,9 +10,8 @@ import weakref
 
 import numpy as np
 
-from . import _blas_threads, _checks, backends
-from ._numba.rnn import axpy
-from .backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT
+from . import _blas_threads, _checks, _vec, backends
+from ._contract import STEP_BAD_INPUT, STEP_BAD_OUTPUT
 from .params import Grads, Params, allocate
 from .workspace import Workspace
 
@@ -496,7 +495,7 @@ def sgd_step(params: Params, grads: Params, lr) -> Params:
     if not _update_is_finite(params.data, grads.data, alpha):
         raise FloatingPointError("lr: the update params - lr * grads overflows (lr too large "
                                  "for these gradients); params are left unchanged")
-    axpy(alpha, grads.data, params.data)
+    _vec.axpy(alpha, grads.data, params.data)
     return params
 
 

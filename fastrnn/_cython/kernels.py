@@ -31,6 +31,7 @@ from operator import attrgetter, is_
 
 import threadpoolctl
 
+from .._contract import CELL_CODES
 from . import rnn, stack
 
 ISA = "baseline"
@@ -120,7 +121,7 @@ def forward(params, x, h0, ws):
     kernel = rnn.forward_ids if x.ndim == 2 else rnn.forward_dense
     U, W, b, V, c = views(params, PARAMS, _const_view)
     a, s, o, _, _, _, WT = views(ws, WORKSPACE)
-    kernel(rnn.CELLS[params.cell], U, W, b, V, c, x, h0, a, s, o, WT,
+    kernel(CELL_CODES[params.cell], U, W, b, V, c, x, h0, a, s, o, WT,
            _blas(ws.B, params.hidden_size))
 
 
@@ -136,14 +137,14 @@ def backward(params, x, ws, grads):
     _, W, _, V, _ = views(params, PARAMS, _const_view)
     a, s, _, do, kappa, da, _ = views(ws, WORKSPACE)
     dU, dW, db, dV, dc, dh0 = views(grads, GRADS)
-    kernel(rnn.CELLS[params.cell], W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0,
+    kernel(CELL_CODES[params.cell], W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0,
            _blas(ws.B, params.hidden_size))
 
 
 def step(params, x_t, h, a, o_out, h_out):
     kernel = rnn.step_ids if x_t.ndim == 1 else rnn.step_dense
     U, W, b, V, c = views(params, PARAMS, _const_view)
-    return kernel(rnn.CELLS[params.cell], U, W, b, V, c, x_t, h, a, o_out, h_out)
+    return kernel(CELL_CODES[params.cell], U, W, b, V, c, x_t, h, a, o_out, h_out)
 
 
 # ------------------------------------------------------------------------- stacks

@@ -25,21 +25,19 @@ import math
 import numpy as np
 
 from .._config import jit, jit_stream
-from ..backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
+from .._contract import SIGMOID, STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK, TANH
+from .._vec import all_finite as _all_finite
+from .._vec import flat as _flat
+# Names that the stack kernels and the tests still import from here.
+from .._contract import CELL_CODES as CELLS  # noqa: F401
+from .._vec import axpy, min_max  # noqa: F401
 from .vecmath import exp, sigmoid, tanh
 
-TANH, SIGMOID, RELU = 0, 1, 2
-CELLS = {"tanh": TANH, "sigmoid": SIGMOID, "relu": RELU}
 CROSS_ENTROPY, MSE = 0, 1
 
 
 # ------------------------------------------------------------------ elementwise pieces
-# Inner loops run over 1-D views: LLVM vectorises those, not loops that index 2-D arrays.
-
-@jit
-def _flat(a):
-    return a.reshape(a.size)
-
+# Inner loops run over 1-D views (``_flat``).
 
 @jit
 def _activate(act, a, s):
@@ -371,7 +369,7 @@ def backward_ids(act, W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0, bla
 # One step of online inference at small sizes is dominated by matrix-vector products
 # that are row dot products here. ``_dot`` is compiled with reassociation allowed (and
 # nothing else of fastmath), so that the reduction vectorises; it computes no gradient.
-# The finiteness checks are compiled strictly, in ``_all_finite``.
+# The finiteness checks are compiled strictly, in ``fastrnn._vec.all_finite``.
 
 
 @jit_stream
@@ -381,18 +379,6 @@ def _dot(u, v):
     for k in range(1, u.size):
         acc += u[k] * v[k]
     return acc
-
-
-@jit
-def _all_finite(a):
-    """Whether every element of a (C-contiguous) is finite. The tests are or-ed into one
-    flag, not returned from at the first failure, so that the loop vectorises: ten
-    times as fast over a finite array, the case every check is for."""
-    a = _flat(a)
-    bad = False
-    for i in range(a.size):
-        bad |= not math.isfinite(a[i])
-    return not bad
 
 
 @jit
@@ -438,23 +424,3 @@ def step_ids(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
         for i in range(H):
             a[r, i] = b[i] + U[i, col]
     return _step_finish(act, W, V, c, h, a, o_out, h_out)
-
-
-# ------------------------------------------------------------------------ utilities
-
-@jit
-def min_max(x):
-    """(min, max) of an integer array in one pass; x non-empty."""
-    x = _flat(x)
-    lo = hi = x[0]
-    for i in range(1, x.size):
-        lo = min(lo, x[i])
-        hi = max(hi, x[i])
-    return lo, hi
-
-
-@jit
-def axpy(alpha, x, y):
-    """y += alpha * x, in place; x, y (P,)."""
-    for i in range(y.size):
-        y[i] += alpha * x[i]

@@ -5,7 +5,7 @@ the specification, not the fast path.
 """
 import numpy as np
 
-from ..backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK, step_by_forward
+from .._contract import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
 from . import rnn, stack
 
 
@@ -59,4 +59,12 @@ def stack_backward(params, x, ws, grads):
 
 
 def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
-    return step_by_forward(stack_forward, params, x_t, h0, c0, o_out, h_out, c_out, ws)
+    """``stack_forward`` over a sequence of one step."""
+    if not np.isfinite(x_t).all():
+        return STEP_BAD_INPUT
+    stack_forward(params, x_t[None], h0, c0, ws)
+    o_out[...] = ws.o[0]
+    h_out[...] = ws.h_T
+    if c_out is not None:
+        c_out[...] = ws.c_T
+    return STEP_OK if np.isfinite(o_out).all() else STEP_BAD_OUTPUT
