@@ -18,8 +18,8 @@ from ._version import __version__
 _API = {
     "Grads": "params", "Params": "params", "init_params": "params",
     "RNN": "model",
-    "Stream": "kernels", "forward": "kernels", "get_workspace": "kernels",
-    "loss_and_grad": "kernels", "sgd_step": "kernels", "step": "kernels",
+    "Stream": "stream", "forward": "functional", "get_workspace": "functional",
+    "loss_and_grad": "functional", "sgd_step": "optim", "step": "functional",
     "Workspace": "workspace",
     "available_backends": "backends",
     "gradcheck": "gradcheck",

@@ -67,7 +67,7 @@ def check_params(params, *, finite=True) -> Params:
     """A Params object; with ``finite``, also that every parameter is finite.
 
     ``step`` passes finite=False: its kernel reports a non-finite output, and only then
-    are the params checked (see ``kernels._check_step_status``).
+    are the params checked (see ``functional._check_step_status``).
     """
     if not isinstance(params, Params):
         raise TypeError(f"params: expected fastrnn.Params, got {type(params).__name__}")

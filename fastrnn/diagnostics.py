@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _checks, backends, checkpoint
-from .kernels import _run_backward, _run_forward
+from .functional import _run_backward, _run_forward
 from .model import RNN
 from .params import Params
 from .workspace import Workspace

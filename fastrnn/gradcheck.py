@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from . import _checks
-from .kernels import loss_and_grad
+from .functional import loss_and_grad
 from .params import Grads, Params
 
 

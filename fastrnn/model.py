@@ -16,8 +16,9 @@ import numpy as np
 
 from . import _checks, backends, checkpoint, optim
 from .data import Vocabulary, check_window
-from .kernels import Stream, forward, loss_and_grad
+from .functional import forward, loss_and_grad
 from .params import Params, check_dtype, init_params
+from .stream import Stream
 
 ON_NONFINITE = ("raise", "skip")
 

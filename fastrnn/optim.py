@@ -1,4 +1,5 @@
-"""Optimisers, learning-rate schedules and gradient clipping, on the flat parameter buffer.
+"""The derivation's SGD step, optimisers, learning-rate schedules and gradient clipping, on
+the flat parameter buffer.
 
 Every update is one compiled loop over ``params.data`` and ``grads.data`` (P entries);
 the optimiser's state is flat arrays of the same size, allocated once. The update rules
@@ -12,7 +13,7 @@ import reprlib
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _vec
 from ._config import jit
 from .params import Params
 
@@ -96,6 +97,43 @@ def _clip(g, limit):
             g[i] = limit
         elif g[i] < -limit:
             g[i] = -limit
+
+
+# ---------------------------------------------------------- the derivation's update
+
+def sgd_step(params: Params, grads: Params, lr) -> Params:
+    """The derivation's update, theta <- theta - lr * dL/dtheta, in place on params.data.
+
+    Returns ``params``.
+    """
+    params = _checks.check_params(params)
+    if not params.data.flags.writeable:
+        raise ValueError("params.data: expected a writable array, got a read-only one")
+    if not isinstance(grads, Params) or not params.same_layout(grads):
+        raise TypeError(f"grads: expected gradients of the params' layout ({params!r}), "
+                        f"got {grads!r}")
+    lr = _checks.check_learning_rate(lr)
+    _checks.check_finite(grads.data, "grads")
+    with np.errstate(over="ignore", under="ignore"):
+        alpha = params.dtype.type(-lr)
+    if not np.isfinite(alpha) or alpha == 0:
+        raise ValueError(f"lr: expected a positive number that {params.dtype.name} can hold, "
+                         f"got {lr!r}")
+    if not _update_is_finite(params.data, grads.data, alpha):
+        raise FloatingPointError("lr: the update params - lr * grads overflows (lr too large "
+                                 "for these gradients); params are left unchanged")
+    _vec.axpy(alpha, grads.data, params.data)
+    return params
+
+
+def _update_is_finite(p: np.ndarray, g: np.ndarray, alpha) -> bool:
+    """Whether p + alpha * g is finite everywhere, for finite p, g and alpha.
+
+    A bound from the largest magnitudes, computed in the arrays' dtype, decides without
+    allocating; only when the bound overflows is the update itself computed."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = abs(alpha) * max(-g.min(), g.max()) + max(-p.min(), p.max())
+        return bool(np.isfinite(bound)) or bool(np.isfinite(p + alpha * g).all())
 
 
 # ------------------------------------------------------------------------- clipping

@@ -10,7 +10,7 @@ import weakref
 
 import numpy as np
 
-from . import _blas_threads, _checks, _vec, backends
+from . import _blas_threads, _checks, backends
 from ._contract import STEP_BAD_INPUT, STEP_BAD_OUTPUT
 from .params import Grads, Params, allocate
 from .workspace import Workspace
@@ -413,97 +413,3 @@ def _check_streamable(params: Params) -> None:
     if params.bidirectional:
         raise ValueError("params: a bidirectional network cannot run step by step (its "
                          "reverse direction reads the sequence from the end); use forward")
-
-
-class Stream:
-    """Streaming inference with the state kept: ``o_t = stream(x_t)``.
-
-    The checks that ``step`` makes on every call (params, buffers, backend) are made
-    once here, so that a call costs little more than the compiled step. Each call still
-    checks x_t, and the kernel reports a non-finite input or output. The returned o_t
-    (B, O) and ``state`` (of ``params.state_shape(B)``, a pair (h, c) for the LSTM) are
-    buffers that the next call overwrites. The Stream reads ``params`` at every call, so
-    it sees updates made to them in place.
-    """
-
-    def __init__(self, params: Params, batch_size: int = 1, h0=None, *, backend="auto"):
-        self.params = _checks.check_params(params)
-        _check_streamable(params)
-        self._kernels = backends.get(backend, "stack_step" if params.is_stack else "step")
-        self._step = self._kernels.step
-        if isinstance(batch_size, (bool, np.bool_)) or \
-                not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-        B = self.batch_size = int(batch_size)
-        self.state = _zero_state(params, B, "batch_size")
-        self._cell_major = _cell_major(params, self.state)
-        self.output = _zeros((B, params.output_size), params.dtype, "batch_size")
-        self._scratch = _zeros((B, params.hidden_size), params.dtype, "batch_size")
-        self._id = np.zeros(1, dtype=np.int64)
-        self._dense = ((B, params.input_size), params.dtype)
-        self.reset(h0)
-
-    def reset(self, h0=None) -> None:
-        """Start again from h0 (a state for a batch of B), or from zeros."""
-        h0 = _checks.check_state(self.params, h0, self.batch_size)
-        if isinstance(self.state, tuple):
-            for part, value in zip(self.state, h0 or (0.0, 0.0)):
-                part[...] = value
-        else:
-            self.state[...] = 0.0 if h0 is None else h0
-
-    def __call__(self, x_t) -> np.ndarray:
-        """Advance by one step. x_t: a token id (B = 1), (B,) ids, or a (B, D) block."""
-        if type(x_t) is int and self.batch_size == 1 and 0 <= x_t < self.params.input_size:
-            self._id[0] = x_t
-            x_t = self._id
-        elif not (type(x_t) is np.ndarray and (x_t.shape, x_t.dtype) == self._dense
-                  and x_t.flags.c_contiguous):
-            x_t = _check_step_input(self.params, x_t)
-            if x_t.shape[0] != self.batch_size:
-                raise ValueError(f"x_t: expected a batch of {self.batch_size} (the "
-                                 f"stream's batch_size), got {x_t.shape[0]}")
-        if self.params.is_stack:
-            status = _step_stack(self._kernels, self.params, x_t, self._cell_major,
-                                 self.output, self._cell_major)
-        else:
-            status = self._step(self.params, x_t, self.state, self._scratch, self.output,
-                                self.state)
-        if status:
-            _check_step_status(status, self.params, self.state)
-        return self.output
-
-
-def sgd_step(params: Params, grads: Params, lr) -> Params:
-    """The derivation's update, theta <- theta - lr * dL/dtheta, in place on params.data.
-
-    Returns ``params``.
-    """
-    params = _checks.check_params(params)
-    if not params.data.flags.writeable:
-        raise ValueError("params.data: expected a writable array, got a read-only one")
-    if not isinstance(grads, Params) or not params.same_layout(grads):
-        raise TypeError(f"grads: expected gradients of the params' layout ({params!r}), "
-                        f"got {grads!r}")
-    lr = _checks.check_learning_rate(lr)
-    _checks.check_finite(grads.data, "grads")
-    with np.errstate(over="ignore", under="ignore"):
-        alpha = params.dtype.type(-lr)
-    if not np.isfinite(alpha) or alpha == 0:
-        raise ValueError(f"lr: expected a positive number that {params.dtype.name} can hold, "
-                         f"got {lr!r}")
-    if not _update_is_finite(params.data, grads.data, alpha):
-        raise FloatingPointError("lr: the update params - lr * grads overflows (lr too large "
-                                 "for these gradients); params are left unchanged")
-    _vec.axpy(alpha, grads.data, params.data)
-    return params
-
-
-def _update_is_finite(p: np.ndarray, g: np.ndarray, alpha) -> bool:
-    """Whether p + alpha * g is finite everywhere, for finite p, g and alpha.
-
-    A bound from the largest magnitudes, computed in the arrays' dtype, decides without
-    allocating; only when the bound overflows is the update itself computed."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        bound = abs(alpha) * max(-g.min(), g.max()) + max(-p.min(), p.max())
-        return bool(np.isfinite(bound)) or bool(np.isfinite(p + alpha * g).all())
