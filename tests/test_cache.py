@@ -16,19 +16,19 @@ import pytest
 import fastrnn
 from fastrnn import _config
 
-# min_max compiles in about a second (it calls another kernel, _flat): enough to see
+# min_max compiles in about a second (it calls another kernel, flat): enough to see
 # where the cache goes, without the 10 s of a training step's kernels.
 RUN = textwrap.dedent("""
     import json
     import numpy as np
     import fastrnn
     from fastrnn import _config
-    from fastrnn._numba import rnn
+    from fastrnn import _vec
     {prelude}
-    result = rnn.min_max(np.arange(-3, 7))
+    result = _vec.min_max(np.arange(-3, 7))
     print(json.dumps(dict(cache=_config.numba_cache_enabled(), result=result,
                           folder=str(_config.kernel_cache_dir()),
-                          hits=sum(rnn.min_max.stats.cache_hits.values()))))
+                          hits=sum(_vec.min_max.stats.cache_hits.values()))))
 """)
 
 
