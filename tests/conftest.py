@@ -12,6 +12,7 @@ def pytest_configure(config):
 
 # Float32 kernels are compared with the float64 reference at these tolerances.
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
+DTYPES = [np.float64, np.float32]
 
 
 @pytest.fixture(params=fastrnn.available_backends())
@@ -37,3 +38,27 @@ def make_problem(*, T, B, D=5, H=4, O=3, cell="tanh", loss="cross_entropy", toke
         y = rng.standard_normal((T, B, O)).astype(dtype)
     h0 = rng.standard_normal((B, H)).astype(dtype) * 0.5 if with_h0 else None
     return params, x, y, h0
+
+
+def as64(*arrays):
+    """Float64 copies of the float arrays (for the reference); ids and None as they are."""
+    return [a.astype(np.float64) if a is not None and a.dtype.kind == "f" else a
+            for a in arrays]
+
+
+def assert_agree(comp, ref, dtype):
+    """A compiled backend's results (dict of arrays) against the float64 reference's.
+
+    Float64 agrees to RTOL[float64] entry by entry. In float32 every entry lies within
+    RTOL[float32] times the largest entry of its tensor: rounding in float32 makes tiny
+    entries of a large gradient noisy in relative terms, so the scale is the tensor's.
+    """
+    assert comp.keys() == ref.keys()
+    for name in ref:
+        if dtype == np.float64:
+            np.testing.assert_allclose(comp[name], ref[name], rtol=RTOL[dtype], atol=1e-13,
+                                       err_msg=name)
+        else:
+            scale = max(np.abs(ref[name]).max(), 1e-30)
+            np.testing.assert_allclose(comp[name], ref[name], rtol=0,
+                                       atol=RTOL[dtype] * scale, err_msg=name)
