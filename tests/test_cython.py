@@ -11,7 +11,7 @@ import pytest
 
 import fastrnn
 
-from conftest import make_problem
+from conftest import DTYPES, make_problem
 
 pytestmark = pytest.mark.skipif("cython" not in fastrnn.available_backends(),
                                 reason="the Cython extension is not built")
@@ -51,19 +51,33 @@ def blas(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("cell", ["tanh", "sigmoid", "relu"])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("tokens", [True, False], ids=["ids", "dense"])
-@pytest.mark.parametrize("B", [1, 4, 32])
-@pytest.mark.parametrize("T", [1, 25])
-def test_cython_matches_numba(blas, dtype, cell, loss, tokens, B, T):
+def check(*, T, B, dtype, cell="tanh", loss="cross_entropy", tokens=False):
     params, x, y, h0 = make_problem(T=T, B=B, D=6, H=8, O=5, cell=cell, loss=loss,
                                     tokens=tokens, dtype=dtype, seed=B + T)
     for reduction in ("sum", "mean"):
         ref = run("numba", params, x, y, h0, loss, reduction)
         comp = run("cython", params, x, y, h0, loss, reduction)
         assert_agree(comp, ref, dtype)
+
+
+# Crossed: what selects other compiled code (BLAS or loops, dtype, cell, input kind).
+# The loss kernel depends on the dtype only; one row and one step are the edge cases.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("tokens", [True, False], ids=["ids", "dense"])
+def test_cython_matches_numba(blas, dtype, cell, tokens):
+    check(T=25, B=4, dtype=dtype, cell=cell, tokens=tokens)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cython_matches_numba_on_squared_error(dtype):
+    check(T=25, B=4, dtype=dtype, loss="mse")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B, T", [(1, 1), (1, 25), (4, 1), (32, 25)])
+def test_cython_matches_numba_at_the_edges(blas, dtype, B, T):
+    check(T=T, B=B, dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
