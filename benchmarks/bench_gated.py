@@ -16,14 +16,13 @@ backend, and TimeTorchGated.
 Building the problem, Numba compilation (or loading it from the disk cache), workspace
 allocation and PyTorch's first-call set-up happen in ``setup``.
 """
-import fastrnn
-from fastrnn.bench import GATED_CASES, _torch_gated_step
+from fastrnn.bench import GATED_CASES, gated_problem, measured_call
 
-from .common import BACKENDS, GATED_CASE_NAMES, check_backend, gated_problem
+from .common import BACKENDS, GATED_CASE_NAMES, check_backend, skip_without_torch
 
 TRAINING_CASES = [name for name in GATED_CASE_NAMES if GATED_CASES[name]["train"]]
 INFERENCE_CASES = [name for name in GATED_CASE_NAMES if not GATED_CASES[name]["train"]]
-# The reference backend takes about a second per step here: skipped.
+# Too slow on the reference backend to sample: skipped there.
 REFERENCE_SKIPS = ("lstm-2x-bi",)
 
 
@@ -42,15 +41,14 @@ class GatedTrainingStep:
         check_backend(backend)
         if backend == "reference" and name in REFERENCE_SKIPS:
             raise NotImplementedError(f"the reference backend is too slow at {name}")
-        self.params, self.x, self.y = gated_problem(name)
-        self.backend = backend
-        self.time_loss_and_grad(backend, name)
+        self.step = measured_call(backend, *gated_problem(GATED_CASES[name]))
+        self.step()
 
     def time_loss_and_grad(self, backend, name):
-        fastrnn.loss_and_grad(self.params, self.x, self.y, backend=self.backend)
+        self.step()
 
     def peakmem_loss_and_grad(self, backend, name):
-        fastrnn.loss_and_grad(self.params, self.x, self.y, backend=self.backend)
+        self.step()
 
 
 class GatedInference:
@@ -62,24 +60,25 @@ class GatedInference:
 
     def setup(self, backend, name):
         check_backend(backend)
-        self.params, self.x, _ = gated_problem(name)
-        self.backend = backend
-        self.time_forward(backend, name)
+        self.forward = measured_call(backend, *gated_problem(GATED_CASES[name]),
+                                     train=False)
+        self.forward()
 
     def time_forward(self, backend, name):
-        fastrnn.forward(self.params, self.x, backend=self.backend)
+        self.forward()
 
     def peakmem_forward(self, backend, name):
-        fastrnn.forward(self.params, self.x, backend=self.backend)
+        self.forward()
 
 
 class TimeTorchGated:
     """PyTorch's ``nn.LSTM`` / ``nn.GRU`` + ``nn.Linear`` on every gated case.
 
-    ``fastrnn.bench._torch_gated_step``: the same weights (``fastrnn.interop.to_torch``)
-    and inputs as the fastrnn side; a training case zeroes the gradients and runs
-    forward, ``cross_entropy`` (reduction "sum") and ``backward``, an inference case
-    runs forward under ``torch.inference_mode()``. Skipped when torch is not installed.
+    ``fastrnn.bench.measured_call("torch", ...)``: the same weights
+    (``fastrnn.interop.to_torch``) and inputs as the fastrnn side; a training case zeroes
+    the gradients and runs forward, ``cross_entropy`` (reduction "sum") and
+    ``backward``, an inference case runs forward under ``torch.inference_mode()``.
+    Skipped when torch is not installed.
     """
 
     params = (list(GATED_CASE_NAMES),)
@@ -87,11 +86,9 @@ class TimeTorchGated:
     timeout = 300
 
     def setup(self, name):
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise NotImplementedError("torch is not installed") from None
-        self.step = _torch_gated_step(GATED_CASES[name])
+        skip_without_torch()
+        case = GATED_CASES[name]
+        self.step = measured_call("torch", *gated_problem(case), train=case["train"])
         self.step()
 
     def time_step(self, name):
@@ -123,15 +120,12 @@ class GatedCythonThreads:
         self.default = self.stack.get_threads()
         if threads == "one":
             self.stack.set_threads(1)
-        self.params, self.x, self.y = gated_problem(name)
-        self.train = GATED_CASES[name]["train"]
-        self.time_pass(name, threads)
+        case = GATED_CASES[name]
+        self.run_pass = measured_call("cython", *gated_problem(case), train=case["train"])
+        self.run_pass()
 
     def teardown(self, name, threads):
         self.stack.set_threads(self.default)
 
     def time_pass(self, name, threads):
-        if self.train:
-            fastrnn.loss_and_grad(self.params, self.x, self.y, backend="cython")
-        else:
-            fastrnn.forward(self.params, self.x, backend="cython")
+        self.run_pass()

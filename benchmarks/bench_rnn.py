@@ -14,10 +14,9 @@ import subprocess
 import sys
 import time
 
-import fastrnn
-from fastrnn.bench import _torch_step, training_flops
+from fastrnn.bench import measured_call, training_flops, training_problem
 
-from .common import BACKENDS, DTYPES, SIZE_NAMES, check_backend, size, training_problem
+from .common import BACKENDS, DTYPES, SIZE_NAMES, check_backend, size, skip_without_torch
 
 # Timed runs behind each track_gflops figure (their median is used).
 GFLOPS_RUNS = 5
@@ -37,8 +36,8 @@ def _gflops(fn, flops: float) -> float:
 class TrainingStep:
     """``fastrnn.loss_and_grad`` and ``fastrnn.forward`` per backend, size and dtype.
 
-    The reference backend is skipped at L (seconds per step); a backend that is not in
-    ``fastrnn.available_backends()`` is skipped everywhere.
+    The reference backend is skipped at L (too slow to sample there); a backend that is
+    not in ``fastrnn.available_backends()`` is skipped everywhere.
     """
 
     params = (list(BACKENDS), list(SIZE_NAMES), list(DTYPES))
@@ -49,20 +48,15 @@ class TrainingStep:
         check_backend(backend)
         if backend == "reference" and name == "L":
             raise NotImplementedError("the reference backend is too slow at L")
-        self.rnn, self.x, self.y = training_problem(name, dtype)
-        self.backend = backend
+        problem = training_problem(size(name, dtype))
+        self.step = measured_call(backend, *problem)
+        self.forward = measured_call(backend, *problem, train=False)
         self.flops = training_flops(**size(name, dtype))
         self.step()
         self.forward()                  # asv reruns setup: time_forward starts warm too
 
-    def step(self):
-        return fastrnn.loss_and_grad(self.rnn, self.x, self.y, backend=self.backend)
-
     def time_loss_and_grad(self, backend, name, dtype):
         self.step()
-
-    def forward(self):
-        return fastrnn.forward(self.rnn, self.x, backend=self.backend)
 
     def time_forward(self, backend, name, dtype):
         self.forward()
@@ -80,7 +74,7 @@ class TorchTrainingStep:
     """PyTorch's ``nn.RNN`` + ``nn.Linear`` + ``cross_entropy``, forward and backward.
 
     The same sizes, weights (``fastrnn.interop.to_torch``) and inputs as TrainingStep
-    (``fastrnn.bench._torch_step``; token ids are one-hot encoded once, in setup).
+    (``fastrnn.bench.measured_call``; token ids are one-hot encoded once, in setup).
     Skipped when torch is not installed.
     """
 
@@ -89,11 +83,8 @@ class TorchTrainingStep:
     timeout = 300
 
     def setup(self, name, dtype):
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise NotImplementedError("torch is not installed") from None
-        self.step = _torch_step(size(name, dtype))
+        skip_without_torch()
+        self.step = measured_call("torch", *training_problem(size(name, dtype)))
         self.flops = training_flops(**size(name, dtype))
         self.step()
 

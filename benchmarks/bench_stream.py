@@ -3,15 +3,16 @@
 Legend: B batch, D input size, H hidden size, O output size. All benchmarks here use
 ``fastrnn.bench.STEP_SIZE`` (B=1 D=8 H=64 O=8 float32) and a dense (B, D) input.
 
-A call takes a few microseconds. asv_runner (0.3.x) re-runs ``setup`` before every sample
-of a benchmark that has one and then times a single call, so the samples are many
-(``repeat``), and a figure includes the timer's overhead (well under a microsecond).
+asv_runner (0.3.x) re-runs ``setup`` before every sample of a benchmark that has one and
+then times a single call, which is short, so the samples are many (``repeat``), and a
+figure includes the timer's overhead.
 """
 import contextlib
 
 import fastrnn
+from fastrnn.bench import step_problem
 
-from .common import BACKENDS, check_backend, step_problem
+from .common import BACKENDS, check_backend, skip_without_torch
 
 # (min samples, max samples, seconds of sampling)
 MICRO_REPEAT = (50, 500, 5.0)
@@ -30,17 +31,17 @@ class Stream:
 
     def setup(self, backend):
         check_backend(backend)
-        self.rnn, self.x, self.h, o = step_problem()
+        self.weights, self.x, self.h, o = step_problem()
         self.out = (o, self.h)
-        self.stream = fastrnn.Stream(self.rnn, batch_size=1, backend=backend)
+        self.stream = fastrnn.Stream(self.weights, batch_size=1, backend=backend)
         self.stream(self.x)
-        fastrnn.step(self.rnn, self.x, self.h, out=self.out, backend=backend)
+        fastrnn.step(self.weights, self.x, self.h, out=self.out, backend=backend)
 
     def time_stream_call(self, backend):
         self.stream(self.x)
 
     def time_step_call(self, backend):
-        fastrnn.step(self.rnn, self.x, self.h, out=self.out, backend=backend)
+        fastrnn.step(self.weights, self.x, self.h, out=self.out, backend=backend)
 
 
 class GatedStream:
@@ -63,11 +64,10 @@ class GatedStream:
 def _enter_inference_mode(bench):
     """Import torch and enter ``torch.inference_mode()`` until ``bench.context`` closes;
     NotImplementedError (asv's "skipped") when torch is not installed."""
+    skip_without_torch()
+    import torch
+
     bench.context = contextlib.ExitStack()
-    try:
-        import torch
-    except ImportError:
-        raise NotImplementedError("torch is not installed") from None
     bench.context.enter_context(torch.inference_mode())
     return torch
 

@@ -9,9 +9,9 @@ with ``bench_rnn.TrainingStep`` at the same size for the step alone.
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-import fastrnn
+from fastrnn.bench import SIZES, measured_call, training_problem
 
-from .common import check_backend, training_problem
+from .common import check_backend
 
 
 class TrainingAfterNumpyMatmul:
@@ -25,10 +25,9 @@ class TrainingAfterNumpyMatmul:
                 if "numpy.libs" in pool.filepath:
                     pool.set_num_threads(1)
         self.a = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
-        self.params, self.x, self.y = training_problem("M", "float32")
-        self.backend = backend
+        self.step = measured_call(backend, *training_problem(SIZES["M"]))
         self.time_matmul_then_step(backend, numpy_threads)
 
     def time_matmul_then_step(self, backend, numpy_threads):
         self.a @ self.a
-        fastrnn.loss_and_grad(self.params, self.x, self.y, backend=self.backend)
+        self.step()

@@ -18,6 +18,10 @@ backends against PyTorch's ``nn.LSTM`` / ``nn.GRU`` + ``nn.Linear`` holding the 
 weights (``fastrnn.interop.to_torch``), a training step or, under
 ``torch.inference_mode()``, a forward pass, and the ratio PyTorch ms / fastrnn ms
 against each case's target.
+
+The problems (``training_problem``, ``gated_problem``, ``step_problem``) and the timed
+calls (``measured_call``) are public: the asv suite in the repository's benchmarks/ and
+its pytest-benchmark cases build theirs with them.
 """
 from __future__ import annotations
 
@@ -59,42 +63,127 @@ def training_flops(T, B, D, H, O, **_) -> float:
     return 2 * T * B * H * (2 * D + 3 * H + 3 * O)
 
 
-def _problem(T, B, D, H, O, dtype, tokens, seed=0):
+# The problems are seeded and shared with the asv suite in benchmarks/, so that its
+# history and this comparison speak of the same work: changing what a builder returns
+# for an existing size or case invalidates that history.
+
+
+def training_problem(size: dict, seed: int = 0):
+    """Params, inputs and targets of a vanilla size (a value of ``SIZES``).
+
+    Returns
+    -------
+    params : Params
+        One tanh layer (D, H, O) of the size's dtype, PyTorch's initialisation.
+    x : ndarray
+        (T, B) int64 token ids in [0, D) when the size uses tokens, else (T, B, D)
+        standard normal of the size's dtype.
+    y : ndarray
+        (T, B) int64 class ids in [0, O).
+    """
+    import fastrnn
+
+    T, B, D, H, O = (size[k] for k in "TBDHO")
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, D, size=(T, B)) if tokens else \
-        rng.standard_normal((T, B, D)).astype(dtype)
+    x = rng.integers(0, D, size=(T, B)) if size["tokens"] else \
+        rng.standard_normal((T, B, D)).astype(size["dtype"])
     y = rng.integers(0, O, size=(T, B))
-    return x, y
+    return fastrnn.init_params(D, H, O, dtype=size["dtype"], seed=seed), x, y
 
 
-def _median_ms(fn, budget=2.0, min_runs=5, max_runs=200) -> float:
-    """Median wall time of fn() in ms, after warm-up, within about ``budget`` seconds."""
-    for _ in range(3):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or (time.perf_counter() - start < budget
-                                    and len(times) < max_runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+def gated_problem(case: dict, seed: int = 0):
+    """Params, inputs and targets of a gated case (a value of ``GATED_CASES``).
 
-
-def _params(size):
-    """The seeded params (D, H, O) of a vanilla size, shared by fastrnn and PyTorch."""
+    Returns
+    -------
+    params : Params
+        (D, H, O) of the case's cell, layers, directions and dtype, PyTorch's
+        initialisation (the LSTM's forget-gate bias at one).
+    x : ndarray
+        (T, B, D) standard normal of the case's dtype.
+    y : ndarray
+        (T, B) int64 class ids in [0, O).
+    """
     import fastrnn
 
-    return fastrnn.init_params(size["D"], size["H"], size["O"], dtype=size["dtype"],
-                               seed=0)
+    T, B, D, H, O = (case[k] for k in "TBDHO")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, D)).astype(case["dtype"])
+    y = rng.integers(0, O, size=(T, B))
+    params = fastrnn.init_params(D, H, O, cell=case["cell"], num_layers=case["num_layers"],
+                                 bidirectional=case["bidirectional"], dtype=case["dtype"],
+                                 seed=seed)
+    return params, x, y
 
 
-def _fastrnn_step(backend, size):
+def step_problem(cell: str = "tanh", seed: int = 0):
+    """Params and buffers of one streaming step at ``STEP_SIZE``.
+
+    Returns
+    -------
+    params : Params
+        (D, H, O) of STEP_SIZE's dtype, one layer of ``cell``.
+    x : ndarray
+        (B, D) standard normal input block.
+    h : ndarray
+        (B, H) zero state.
+    o : ndarray
+        (B, O) output buffer.
+    """
     import fastrnn
 
-    x, y = _problem(**size)
-    params = _params(size)
-    return lambda: fastrnn.loss_and_grad(params, x, y, backend=backend)
+    B, D, H, O, dtype = (STEP_SIZE[k] for k in ("B", "D", "H", "O", "dtype"))
+    rng = np.random.default_rng(seed)
+    params = fastrnn.init_params(D, H, O, cell=cell, dtype=dtype, seed=seed)
+    x = rng.standard_normal((B, D)).astype(dtype)
+    return params, x, np.zeros((B, H), dtype=dtype), np.zeros((B, O), dtype=dtype)
+
+
+def measured_call(system: str, params, x, y, train: bool = True):
+    """The no-argument call that is timed for ``system`` on a problem (params, x, y).
+
+    A fastrnn backend runs ``loss_and_grad`` (forward, cross-entropy with reduction
+    "sum", BPTT) or, with ``train=False``, ``forward``. ``system="torch"`` runs PyTorch's
+    ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` + ``nn.Linear`` holding the same weights
+    (``fastrnn.interop.to_torch``), on token ids one-hot encoded once, here: a training
+    call zeroes the gradients, runs forward, ``cross_entropy`` (reduction "sum") and
+    ``backward`` and returns the loss; an inference call runs forward under
+    ``torch.inference_mode()`` and returns the outputs (T, B, O).
+    """
+    import fastrnn
+
+    if system == "torch":
+        return _torch_call(params, x, y, train)
+    if train:
+        return lambda: fastrnn.loss_and_grad(params, x, y, backend=system)
+    return lambda: fastrnn.forward(params, x, backend=system)
+
+
+def _torch_call(params, x, y, train: bool):
+    import torch
+
+    from fastrnn.interop import to_torch
+
+    module, linear = to_torch(params)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).reshape(-1)
+    if x.ndim == 2:                                     # (T, B) token ids
+        xt = torch.nn.functional.one_hot(xt, params.input_size).to(
+            getattr(torch, params.dtype.name))
+
+    def training_step():
+        module.zero_grad(set_to_none=False)
+        linear.zero_grad(set_to_none=False)
+        out, _ = module(xt)
+        loss = torch.nn.functional.cross_entropy(
+            linear(out).reshape(-1, params.output_size), yt, reduction="sum")
+        loss.backward()
+        return loss
+
+    def inference():
+        with torch.inference_mode():
+            return linear(module(xt)[0])
+
+    return training_step if train else inference
 
 
 def _numpy_loop_step(size):
@@ -102,7 +191,7 @@ def _numpy_loop_step(size):
     T, D, H, O = size["T"], size["D"], size["H"], size["O"]
     if size["B"] != 1 or not size["tokens"]:
         raise NotImplementedError("the min-char-rnn loop takes one sequence of token ids")
-    x, y = _problem(**size)
+    _, x, y = training_problem(size)
     inputs, targets = x[:, 0], y[:, 0]
     rng = np.random.default_rng(0)
     Wxh, Whh = rng.standard_normal((H, D)) * 0.01, rng.standard_normal((H, H)) * 0.01
@@ -137,57 +226,18 @@ def _numpy_loop_step(size):
     return loss_fun
 
 
-def _torch_step(size):
-    """``nn.RNN`` + ``nn.Linear`` with ``_fastrnn_step``'s weights, as a no-argument call.
-
-    It zeroes the gradients, runs forward, ``cross_entropy`` (reduction "sum") on the
-    one-hot encoded token ids or the dense inputs, and ``backward``; it returns the loss.
-    """
-    import torch
-
-    from fastrnn.interop import to_torch
-
-    dtype = getattr(torch, size["dtype"])
-    D, O = size["D"], size["O"]
-    rnn, linear = to_torch(_params(size))
-    x, y = _problem(**size)
-    xt = torch.nn.functional.one_hot(torch.from_numpy(x), D).to(dtype) if size["tokens"] \
-        else torch.from_numpy(x)
-    yt = torch.from_numpy(y).reshape(-1)
-
-    def step():
-        rnn.zero_grad(set_to_none=False)
-        linear.zero_grad(set_to_none=False)
-        out, _ = rnn(xt)
-        loss = torch.nn.functional.cross_entropy(linear(out).reshape(-1, O), yt,
-                                                 reduction="sum")
-        loss.backward()
-        return loss
-
-    return step
-
-
-def _gemm_peak(dtype, n=2048) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
-    b = a.copy()
-    c = np.empty_like(a)
-    ms = _median_ms(lambda: np.matmul(a, b, out=c), budget=2.0)
-    return 2 * n**3 / (ms * 1e-3) / 1e9
-
-
-def _stream_step_us(backend):
-    import fastrnn
-
-    s = STEP_SIZE
-    params = fastrnn.init_params(s["D"], s["H"], s["O"], dtype=s["dtype"], seed=0)
-    x = np.ones((s["B"], s["D"]), dtype=s["dtype"])
-    h = np.zeros((s["B"], s["H"]), dtype=s["dtype"])
-    o = np.zeros((s["B"], s["O"]), dtype=s["dtype"])
-    stream = fastrnn.Stream(params, batch_size=s["B"], backend=backend)
-    out = (o, h)
-    return {"step": _per_call_us(lambda: fastrnn.step(params, x, h, out=out,
-                                                      backend=backend)),
-            "Stream": _per_call_us(lambda: stream(x))}
+def _median_ms(fn, budget=2.0, min_runs=5, max_runs=200) -> float:
+    """Median wall time of fn() in ms, after warm-up, within about ``budget`` seconds."""
+    for _ in range(3):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < budget
+                                    and len(times) < max_runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
 
 
 def _per_call_us(fn) -> float:
@@ -204,80 +254,43 @@ def _per_call_us(fn) -> float:
     return 1e6 * statistics.median(means)
 
 
+def _gemm_peak(dtype, n=2048) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    b = a.copy()
+    c = np.empty_like(a)
+    ms = _median_ms(lambda: np.matmul(a, b, out=c), budget=2.0)
+    return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
+def _stream_step_us(backend):
+    import fastrnn
+
+    params, x, h, o = step_problem()
+    stream = fastrnn.Stream(params, batch_size=STEP_SIZE["B"], backend=backend)
+    out = (o, h)
+    return {"step": _per_call_us(lambda: fastrnn.step(params, x, h, out=out,
+                                                      backend=backend)),
+            "Stream": _per_call_us(lambda: stream(x))}
+
+
 def _torch_cell_step_us():
     import torch
 
-    s = STEP_SIZE
-    cell = torch.nn.RNNCell(s["D"], s["H"], dtype=getattr(torch, s["dtype"]))
-    x = torch.ones(s["B"], s["D"], dtype=cell.weight_ih.dtype)
-    h = torch.zeros(s["B"], s["H"], dtype=cell.weight_ih.dtype)
+    _, x, h, _ = step_problem()
+    x, h = torch.from_numpy(x), torch.from_numpy(h)
+    cell = torch.nn.RNNCell(x.shape[1], h.shape[1], dtype=x.dtype)
     with torch.inference_mode():
         return _per_call_us(lambda: cell(x, h))
 
 
-def _gated_problem(case: dict, seed=0):
-    """Params, (T, B, D) standard-normal inputs and (T, B) class ids for a gated case."""
-    import fastrnn
-
-    T, B, D, H, O = (case[k] for k in "TBDHO")
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((T, B, D)).astype(case["dtype"])
-    y = rng.integers(0, O, size=(T, B))
-    params = fastrnn.init_params(D, H, O, cell=case["cell"], num_layers=case["num_layers"],
-                                 bidirectional=case["bidirectional"], dtype=case["dtype"],
-                                 seed=seed)
-    return params, x, y
-
-
-def _fastrnn_gated_step(backend, case: dict):
-    """``loss_and_grad`` for a training case, ``forward`` otherwise, as a no-argument call."""
-    import fastrnn
-
-    params, x, y = _gated_problem(case)
-    if case["train"]:
-        return lambda: fastrnn.loss_and_grad(params, x, y, backend=backend)
-    return lambda: fastrnn.forward(params, x, backend=backend)
-
-
-def _torch_gated_step(case: dict):
-    """PyTorch's module + Linear with the fastrnn case's weights, as a no-argument call.
-
-    A training case zeroes the gradients, runs forward, ``cross_entropy`` (reduction
-    "sum") and ``backward``; an inference case runs forward under
-    ``torch.inference_mode()``. Each call returns the loss, or the outputs (T, B, O).
-    """
-    import torch
-
-    from fastrnn.interop import to_torch
-
-    params, x, y = _gated_problem(case)
-    module, linear = to_torch(params)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y).reshape(-1)
-
-    def train():
-        module.zero_grad(set_to_none=False)
-        linear.zero_grad(set_to_none=False)
-        out, _ = module(xt)
-        loss = torch.nn.functional.cross_entropy(linear(out).reshape(-1, case["O"]), yt,
-                                                 reduction="sum")
-        loss.backward()
-        return loss
-
-    def infer():
-        with torch.inference_mode():
-            return linear(module(xt)[0])
-
-    return train if case["train"] else infer
-
-
 def _gated_worker(name: str, system: str) -> dict:
     case = GATED_CASES[name]
+    fn = measured_call(system, *gated_problem(case), train=case["train"])
+    extra = {}
     if system == "torch":
         import torch
 
-        fn, extra = _torch_gated_step(case), {"threads": torch.get_num_threads()}
-    else:
-        fn, extra = _fastrnn_gated_step(system, case), {}
+        extra["threads"] = torch.get_num_threads()
     budget = 1.0 if system == "reference" else 3.0
     return {"ms": _median_ms(fn, budget=budget, min_runs=3), **extra}
 
@@ -346,12 +359,8 @@ def worker(job: str) -> dict:
     if kind == "gated":
         return _gated_worker(*arg.split(":"))
     system, size = kind, SIZES[arg]
-    if system == "torch":
-        fn = _torch_step(size)
-    elif system == "numpy-loop":
-        fn = _numpy_loop_step(size)
-    else:
-        fn = _fastrnn_step(system, size)
+    fn = _numpy_loop_step(size) if system == "numpy-loop" else \
+        measured_call(system, *training_problem(size))
     budget = 1.0 if system in ("reference", "numpy-loop") else 3.0
     return {"ms": _median_ms(fn, budget=budget, min_runs=3)}
 

@@ -47,8 +47,9 @@ def test_cases_are_the_issue_targets():
 def test_torch_step_computes_what_fastrnn_does(name, backend):
     pytest.importorskip("torch")
     case = TINY_CASES[name]
-    ours = bench._fastrnn_gated_step(backend, case)()
-    theirs = bench._torch_gated_step(case)()
+    problem = bench.gated_problem(case)
+    ours = bench.measured_call(backend, *problem, train=case["train"])()
+    theirs = bench.measured_call("torch", *problem, train=case["train"])()
     if case["train"]:
         np.testing.assert_allclose(theirs.item(), ours[0], rtol=1e-5)
     else:
@@ -58,9 +59,9 @@ def test_torch_step_computes_what_fastrnn_does(name, backend):
 @pytest.mark.parametrize("name", TINY_SIZES)
 def test_vanilla_torch_step_computes_what_fastrnn_does(name):
     pytest.importorskip("torch")
-    size = TINY_SIZES[name]
-    ours = bench._fastrnn_step("numba", size)()
-    torch_step = bench._torch_step(size)
+    problem = bench.training_problem(TINY_SIZES[name])
+    ours = bench.measured_call("numba", *problem)()
+    torch_step = bench.measured_call("torch", *problem)
     np.testing.assert_allclose(torch_step().item(), ours[0], rtol=1e-5)
     np.testing.assert_allclose(torch_step().item(), ours[0], rtol=1e-5)
 

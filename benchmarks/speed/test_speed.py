@@ -46,12 +46,9 @@ def _step(case: str, system: str):
     elif system not in fastrnn.available_backends():
         pytest.skip(f"backend {system!r} is not available")
     if case == "rnn-M":
-        size = bench.SIZES["M"]
-        return bench._torch_step(size) if system == "torch" else \
-            bench._fastrnn_step(system, size)
+        return bench.measured_call(system, *bench.training_problem(bench.SIZES["M"]))
     gated = bench.GATED_CASES[case]
-    return bench._torch_gated_step(gated) if system == "torch" else \
-        bench._fastrnn_gated_step(system, gated)
+    return bench.measured_call(system, *bench.gated_problem(gated), train=gated["train"])
 
 
 @pytest.mark.parametrize("system, case",
