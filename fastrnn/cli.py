@@ -18,12 +18,13 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import numpy as np
 
     from . import optim
+    from .data import Vocabulary
     from .model import RNN
 
 # Each point of --plot's held-out curve is the loss on this many windows of the held-out
@@ -162,48 +163,68 @@ def _check_checkpoint_target(args) -> None:
         raise ValueError(f"--checkpoint: {path} exists; pass --resume to continue training "
                          f"it, or --force to replace it with a new model")
     # The save at the end writes a temporary file beside the checkpoint: try one now.
-    probe = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    trial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
-        probe.open("xb").close()
-        probe.unlink()
+        trial.open("xb").close()
+        trial.unlink()
     except OSError as exc:
         raise ValueError(f"--checkpoint: cannot write {path}: {exc.strerror} in "
                          f"{path.parent}") from None
 
 
-def train(args) -> int:
-    _check_checkpoint_target(args)
+def _check_plot(args) -> None:
+    """Refuse --plot without matplotlib before anything is trained."""
     if args.plot:
         try:
             import matplotlib  # noqa: F401  (plotted after training)
         except ImportError:
             raise ValueError("--plot: needs matplotlib (pip install 'fastrnn[plot]')") from None
-    from . import __version__, available_backends, data, optim
-    from .model import RNN, NonFiniteError
 
-    resuming = args.resume and args.checkpoint.exists()
-    if resuming:
-        model = RNN.load(args.checkpoint, backend=args.backend)
-        if model.vocabulary is None:
-            raise ValueError(f"--checkpoint: {args.checkpoint} is not a character model (it "
-                             f"has no vocabulary); train a new --checkpoint")
-        if model.params.num_directions == 2:
-            raise ValueError(f"--checkpoint: {args.checkpoint} is bidirectional, and a "
-                             f"character model samples one step at a time; train a new "
-                             f"--checkpoint")
-        _check_resume_options(args, model)
-        vocab = model.vocabulary
-        print(f"resuming {args.checkpoint} at step {model.progress['steps']}")
-    else:
+
+def _resumed_model(args) -> RNN | None:
+    """The character model of --checkpoint with --resume, checked against the options
+    given; None for a new model."""
+    from .model import RNN
+
+    if not (args.resume and args.checkpoint.exists()):
         if args.resume:
             print(f"--resume: no checkpoint at {args.checkpoint} yet; training a new model")
-        vocab = None
-    for name, default in TRAIN_DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
+        return None
+    model = RNN.load(args.checkpoint, backend=args.backend)
+    if model.vocabulary is None:
+        raise ValueError(f"--checkpoint: {args.checkpoint} is not a character model (it "
+                         f"has no vocabulary); train a new --checkpoint")
+    if model.params.num_directions == 2:
+        raise ValueError(f"--checkpoint: {args.checkpoint} is bidirectional, and a "
+                         f"character model samples one step at a time; train a new "
+                         f"--checkpoint")
+    _check_resume_options(args, model)
+    print(f"resuming {args.checkpoint} at step {model.progress['steps']}")
+    return model
+
+
+class _Corpus(NamedTuple):
+    """The text, its first 95% cut into streams to train on and its last 5% held out.
+
+    Legend: N steps of a stream, B streams. Each pair is (x, y), y the character after x.
+    """
+    text: str
+    source: str                 # what the text is, for messages
+    vocabulary: Vocabulary
+    unigram: float              # the training text's unigram entropy, nats per character
+    train: tuple                # (x, y), each (N, --batch) ids
+    held_out: tuple             # (x, y), each (N, 4): evaluated at the end
+    curve: tuple                # (x, y), each (CURVE_WINDOWS * --window, B): --plot's curve
+
+
+def _read_corpus(args, vocabulary: Vocabulary | None) -> _Corpus:
+    """--text or --chars of the default corpus, encoded with ``vocabulary`` (None: the
+    text's own) and split; refuses a text too short for --batch or the held-out streams."""
+    from . import data
+
     text = data.read_text(args.text) if args.text else data.stdlib_corpus(args.chars)
-    vocab = vocab or data.Vocabulary.from_text(text)
-    ids = vocab.encode(text)
+    vocabulary = vocabulary or data.Vocabulary.from_text(text)
+    ids = vocabulary.encode(text)
     split, held_out_streams = int(len(ids) * 0.95), 4
     source = args.text or "the Python standard library's sources"
     if split < 2 * args.batch + 1:
@@ -215,77 +236,132 @@ def train(args) -> int:
                          f"{len(ids):,} characters, too few: its last 5% ({len(ids) - split} "
                          f"characters) are held out for evaluation in {held_out_streams} "
                          f"streams of 2 steps or more, which need {2 * held_out_streams + 1}")
-    x, y = _next_char_streams(ids[:split], args.batch)
-    vx, vy = _next_char_streams(ids[split:], held_out_streams)
-    if not resuming:
-        model = RNN.char_model(vocab, args.hidden, cell=args.cell, num_layers=args.layers,
-                               dtype=args.dtype, seed=args.seed, backend=args.backend)
+    curve = _next_char_streams(ids[split:], min(args.batch, (len(ids) - split - 1) // 2))
+    return _Corpus(text, source, vocabulary, _unigram_entropy(ids[:split], len(vocabulary)),
+                   _next_char_streams(ids[:split], args.batch),
+                   _next_char_streams(ids[split:], held_out_streams),
+                   tuple(v[:CURVE_WINDOWS * args.window] for v in curve))
+
+
+def _new_model(args, vocabulary: Vocabulary) -> RNN:
+    from .model import RNN
+
+    return RNN.char_model(vocabulary, args.hidden, cell=args.cell, num_layers=args.layers,
+                          dtype=args.dtype, seed=args.seed, backend=args.backend)
+
+
+def _configure(args, model: RNN) -> None:
+    """Give a model without an optimiser (a new one, or one saved without) the options'."""
+    from . import optim
+
     if model.optimizer is None:
         lr = optim.Cosine(args.lr, args.steps, args.lr / 10) if args.cosine else args.lr
         model.configure(args.optimizer, lr)
-    unigram = _unigram_entropy(ids[:split], len(vocab))
+
+
+def _print_setup(args, model: RNN, corpus: _Corpus) -> None:
+    """Print what is trained on what, and the loss of a model without context."""
+    from . import __version__, available_backends, optim
+
     p, schedule = model.params, model.optimizer.schedule
     decay = f", cosine decay to {schedule.min_lr:g} over {schedule.total} steps" \
         if isinstance(schedule, optim.Cosine) else ""
-    print(f"fastrnn {__version__}: {len(text):,} characters of {source}, vocabulary "
-          f"{len(vocab)}, {p.cell} x {p.num_layers} layer(s), H={p.hidden_size}, window "
-          f"T={args.window}, batch B={args.batch}, {p.dtype.name}, "
-          f"{_optimizer_name(model.optimizer)} lr={schedule.lr:g}{decay}, backend "
-          f"{model.backend} of {available_backends()}")
-    print(f"unigram entropy (letter frequencies alone): {unigram:.3f} nats/char")
+    print(f"fastrnn {__version__}: {len(corpus.text):,} characters of {corpus.source}, "
+          f"vocabulary {len(corpus.vocabulary)}, {p.cell} x {p.num_layers} layer(s), "
+          f"H={p.hidden_size}, window T={args.window}, batch B={args.batch}, "
+          f"{p.dtype.name}, {_optimizer_name(model.optimizer)} lr={schedule.lr:g}{decay}, "
+          f"backend {model.backend} of {available_backends()}")
+    print(f"unigram entropy (letter frequencies alone): {corpus.unigram:.3f} nats/char")
+
+
+class _History(NamedTuple):
+    losses: list                # the training loss of each step of this run
+    curve: dict                 # step: held-out loss, for --plot
+    timing: str                 # _Progress.close()'s line
+
+
+def _fit(args, model: RNN, corpus: _Corpus) -> _History:
+    """Train up to --steps in all, with progress, and save --checkpoint, also when
+    interrupted or stopped by a non-finite step (re-raised)."""
+    from .model import NonFiniteError
+
     remaining = args.steps - model.progress["steps"]
     if remaining <= 0:
         print(f"{args.checkpoint} is at step {model.progress['steps']} already (--steps "
               f"{args.steps}): nothing to train")
     progress = _Progress(max(remaining, 0), args.every)
-    losses = []
-    curve = {}                                   # step: held-out loss, for --plot
-    cx, cy = (v[:CURVE_WINDOWS * args.window] for v in _next_char_streams(
-        ids[split:], min(args.batch, (len(ids) - split - 1) // 2)))
+    losses, curve = [], {}
 
     def callback(info):
         losses.append(info["loss"])
         progress.update(info, len(losses))
         if args.plot and progress.due(info["step"], len(losses)):
             try:
-                curve[info["step"]] = _evaluate(model, cx, cy, args.window)
+                curve[info["step"]] = _evaluate(model, *corpus.curve, args.window)
             except FloatingPointError:          # reported by the evaluation at the end,
                 curve[info["step"]] = math.nan  # once the checkpoint is saved
 
-    interrupted = False
     try:
         if remaining > 0:
+            x, y = corpus.train
             model.fit(x, y, window=args.window, epochs=10**9, steps=remaining,
                       clip_norm=args.clip, on_nonfinite=args.on_nonfinite, callback=callback)
-    except KeyboardInterrupt:
-        interrupted = True
-    except NonFiniteError as exc:
+    except (KeyboardInterrupt, NonFiniteError):
         progress.close()
-        model.save(args.checkpoint)              # the failing step was not applied
+        model.save(args.checkpoint)              # a non-finite step was not applied
+        raise
+    history = _History(losses, curve, progress.close())
+    model.save(args.checkpoint)
+    return history
+
+
+def _report(args, model: RNN, corpus: _Corpus, history: _History) -> None:
+    """Print the timing and the held-out loss; write --plot's figures and print --sample."""
+    if history.timing:
+        print(history.timing)
+    vx, vy = corpus.held_out
+    held_out = _evaluate(model, vx, vy, args.window)
+    print(f"held-out loss {held_out:.3f} nats/char (unigram {corpus.unigram:.3f}); "
+          f"checkpoint {args.checkpoint}")
+    if args.plot:
+        from .diagnostics import plot_training
+        for written in plot_training(model, history.losses, vx[:args.window],
+                                     vy[:args.window], args.checkpoint.with_suffix(""),
+                                     held_out=history.curve, baseline=corpus.unigram):
+            print(f"wrote {written}")
+    if args.sample:
+        print("\n--- sample (temperature 0.8) ---")
+        print(model.sample(corpus.text[:1], args.sample, temperature=0.8, seed=args.seed))
+
+
+def train(args) -> int:
+    """``fastrnn train``: resume or build a character model, train it on the corpus and
+    report; the exit code."""
+    from .model import NonFiniteError
+
+    _check_checkpoint_target(args)
+    _check_plot(args)
+    model = _resumed_model(args)
+    for name, default in TRAIN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    corpus = _read_corpus(args, None if model is None else model.vocabulary)
+    if model is None:
+        model = _new_model(args, corpus.vocabulary)
+    _configure(args, model)
+    _print_setup(args, model, corpus)
+    try:
+        history = _fit(args, model, corpus)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at step {model.progress['steps']}: checkpoint saved to "
+              f"{args.checkpoint}; --resume continues from there")
+        return 130
+    except NonFiniteError as exc:
         print(f"stopped: training step {exc.step}: {exc.reason}; the step was not applied "
               f"(lower --lr, set --clip, or pass --on-nonfinite skip); checkpoint of step "
               f"{model.progress['steps']} saved to {args.checkpoint}", file=sys.stderr)
         return 1
-    timing = progress.close()
-    model.save(args.checkpoint)
-    if interrupted:
-        print(f"\ninterrupted at step {model.progress['steps']}: checkpoint saved to "
-              f"{args.checkpoint}; --resume continues from there")
-        return 130
-    if timing:
-        print(timing)
-    held_out = _evaluate(model, vx, vy, args.window)
-    print(f"held-out loss {held_out:.3f} nats/char (unigram {unigram:.3f}); "
-          f"checkpoint {args.checkpoint}")
-    if args.plot:
-        from .diagnostics import plot_training
-        for written in plot_training(model, losses, vx[:args.window], vy[:args.window],
-                                     args.checkpoint.with_suffix(""), held_out=curve,
-                                     baseline=unigram):
-            print(f"wrote {written}")
-    if args.sample:
-        print("\n--- sample (temperature 0.8) ---")
-        print(model.sample(text[:1], args.sample, temperature=0.8, seed=args.seed))
+    _report(args, model, corpus, history)
     return 0
 
 

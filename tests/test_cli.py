@@ -265,6 +265,22 @@ def test_interrupt_saves_a_checkpoint(corpus, tmp_path, monkeypatch, capsys):
     assert RNN.load(ckpt).progress["steps"] == 4
 
 
+def test_another_error_while_training_saves_nothing(corpus, tmp_path, monkeypatch, capsys):
+    """Only Ctrl-C and a non-finite step save the model trained so far."""
+    ckpt = tmp_path / "e.npz"
+    original = RNN._train_step
+
+    def fail_at_step_3(self, *args):
+        if self.progress["steps"] == 2:
+            raise OSError("disk on fire")
+        return original(self, *args)
+
+    monkeypatch.setattr(RNN, "_train_step", fail_at_step_3)
+    assert cli.main(train_args(corpus, ckpt)) == 1
+    assert capsys.readouterr().err == "error: disk on fire\n"
+    assert not ckpt.exists()
+
+
 @pytest.mark.parametrize("content, match", [
     (b"", "text: "),
     (bytes(range(256)) * 4, "looks binary"),
