@@ -365,7 +365,7 @@ def worker(job: str) -> dict:
     return {"ms": _median_ms(fn, budget=budget, min_runs=3)}
 
 
-def _run_in_subprocess(job: str) -> dict | None:
+def _run_in_subprocess(job: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", "fastrnn.bench", job], capture_output=True,
                           text=True, env=dict(os.environ))
     return _result(proc.returncode, proc.stdout, proc.stderr)
