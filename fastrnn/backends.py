@@ -1,24 +1,17 @@
 """Registry of the backends that implement the kernel contract.
 
 "auto" resolves to the fastest backend that imports for the kind of call, unless
-FASTRNN_BACKEND names one. The order was measured with ``python -m fastrnn bench`` on
-the development machine (2 cores, AVX-512), each backend in its own process:
+FASTRNN_BACKEND names one. The order comes from ``fastrnn bench`` (each backend in its
+own process; the figures are in the README's Backends section):
 
-- sequences (``forward``, ``loss_and_grad``, training): cython, then numba. Cython was
-  4-8% faster at the three benchmark sizes (S 0.105 vs 0.114 ms, M 14.1 vs 15.0 ms,
-  L 346 vs 367 ms, medians), because its BLAS calls accumulate into a_t and kappa_t
-  where Numba's np.dot needs a separate pass. For the gated cells at T=100 B=32 D=64
-  H=256 O=64 float32, whose Cython passes run on both cores (``stack.pass_threads``),
-  Cython is 20-70% faster (LSTM 43.9 vs 52.8 ms, GRU 33.9 vs 42.6 ms, LSTM inference
-  at T=150 B=1 H=256 1.79 vs 3.08 ms; ``fastrnn bench --gated``).
+- sequences (``forward``, ``loss_and_grad``, training): cython, then numba. Cython's
+  BLAS calls accumulate into a_t and kappa_t, where Numba's np.dot needs a separate pass,
+  and its float32 gated passes run on both cores (``stack.pass_threads``).
 - steps of the derivation's network (``step``, ``Stream``, sampling): numba, then
-  cython. A streaming step at B=1, H=64 costs 2.3 us through Numba and 4.0 us through
-  Cython: Numba passes arguments more cheaply and its dot products use AVX-512.
-- steps of a stack (gated cells, several layers): cython, then numba. A ``Stream``
-  step of one LSTM layer at B=1 D=8 H=64 O=8 float32 costs 4.8 us through Cython and
-  6.5 us through Numba (GRU 4.5 and 6.4, two tanh layers 4.4 and 7.5; at B=1 H=256
-  the two are within 4%): Numba's kernel passes its per-cell arrays as tuples, which
-  it unboxes at every call, where Cython's ``Cells`` holds their addresses.
+  cython: Numba passes arguments more cheaply and its dot products use AVX-512.
+- steps of a stack (gated cells, several layers): cython, then numba: Numba's kernel
+  unboxes its per-cell arrays at every call, where Cython's ``Cells`` holds their
+  addresses.
 
 The kernel contract
 -------------------
