@@ -11,6 +11,9 @@ float32 training step (T = 25, D = O = 64) the loops won up to B * H * H of abou
 """
 import weakref
 
+import numpy as np
+
+from .._contract import CELL_CODES
 from . import rnn, stack
 
 BLAS_MIN_WORK = 16384
@@ -27,7 +30,7 @@ def _blas_gated(B: int, H: int) -> bool:
 
 def forward(params, x, h0, ws):
     kernel = rnn.forward_ids if x.ndim == 2 else rnn.forward_dense
-    kernel(rnn.CELLS[params.cell], params.U, params.W, params.b, params.V, params.c, x, h0,
+    kernel(CELL_CODES[params.cell], params.U, params.W, params.b, params.V, params.c, x, h0,
            ws.a, ws.s, ws.o, ws.WT, _blas(ws.B, params.hidden_size))
 
 
@@ -39,76 +42,75 @@ def loss(kind, reduction, y, ws):
 
 def backward(params, x, ws, grads):
     kernel = rnn.backward_ids if x.ndim == 2 else rnn.backward_dense
-    kernel(rnn.CELLS[params.cell], params.W, params.V, x, ws.a, ws.s, ws.do, ws.kappa,
+    kernel(CELL_CODES[params.cell], params.W, params.V, x, ws.a, ws.s, ws.do, ws.kappa,
            ws.da, grads.U, grads.W, grads.b, grads.V, grads.c, grads.h0,
            _blas(ws.B, params.hidden_size))
 
 
 def step(params, x_t, h, a, o_out, h_out):
     kernel = rnn.step_ids if x_t.ndim == 1 else rnn.step_dense
-    return kernel(rnn.CELLS[params.cell], params.U, params.W, params.b, params.V, params.c,
+    return kernel(CELL_CODES[params.cell], params.U, params.W, params.b, params.V, params.c,
                   x_t, h, a, o_out, h_out)
 
 
 # ------------------------------------------------------------------------- stacks
-# The stack kernels take per-cell arrays as tuples. They are built once per Params,
-# Grads and Workspace object and kept while the object lives.
+# The stack kernels read per-cell arrays through offset tables (see ``stack``), built
+# once per Params and Workspace object and kept while the object lives.
 
-_tuples: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_tables: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _weights(params):
-    """(Us, Ws, bs, bhhs) of a Params or Grads; bhhs is bs but for the GRU."""
-    found = _tuples.get(params)
+def _offset(base, view) -> int:
+    """Where ``view`` starts in the 1-D array ``base``, in elements."""
+    return (view.__array_interface__["data"][0]
+            - base.__array_interface__["data"][0]) // base.itemsize
+
+
+def _weight_table(params):
+    """The weights table of a Params, and of its Grads (same layout): per cell, where U
+    starts in the data, U's shape, and where W, b and b_hh start (b's offset for b_hh
+    but in the GRU)."""
+    found = _tables.get(params)
     if found is None:
-        layers = params.layers
-        found = _tuples[params] = (
-            tuple(layer.U for layer in layers), tuple(layer.W for layer in layers),
-            tuple(layer.b for layer in layers),
-            tuple(layer.b if layer.b_hh is None else layer.b_hh for layer in layers))
+        data = params.data
+        found = _tables[params] = np.array(
+            [(_offset(data, layer.U), *layer.U.shape, _offset(data, layer.W),
+              _offset(data, layer.b), _offset(data, layer.b if layer.b_hh is None
+                                               else layer.b_hh))
+             for layer in params.layers], dtype=np.int64)
     return found
 
 
-def _buffers(ws):
-    """The workspace's per-cell buffers, and its per-layer Y and dY, as tuples."""
-    found = _tuples.get(ws)
+def _buffer_table(ws):
+    """The buffers table of a stack Workspace (columns ``stack.BUFFERS``)."""
+    found = _tables.get(ws)
     if found is None:
-        found = _tuples[ws] = tuple(
-            tuple(getattr(cell, name) for cell in ws.cells)
-            for name in ("gates", "aux", "h", "WT", "kappa", "da", "dah")) + (
-            tuple(ws.Y), tuple(ws.dY))
+        arena, dirs = ws.arena, len(ws.cells) // len(ws.Y)
+        found = _tables[ws] = np.array(
+            [[_offset(arena, getattr(cell, name)) for name in stack.BUFFERS[:7]]
+             + [_offset(arena, ws.Y[i // dirs]), _offset(arena, ws.dY[i // dirs])]
+             for i, cell in enumerate(ws.cells)], dtype=np.int64)
     return found
 
 
 def stack_forward(params, x, h0, c0, ws):
-    kernel = stack.stack_forward_ids if x.ndim == 2 else stack.stack_forward_dense
-    Us, Ws, bs, bhhs = _weights(params)
-    gates, aux, hs, WTs, _, _, _, Y, _ = _buffers(ws)
-    kernel(stack.CODES[params.cell], params.num_directions, x, Us, Ws, bs, bhhs, WTs,
-           params.V, params.c, h0, h0 if c0 is None else c0, gates, aux, hs, Y, ws.o,
-           ws.h_T, ws.c_T, ws.scratch, _blas_gated(ws.B, params.hidden_size))
+    stack.stack_forward(CELL_CODES[params.cell], params.num_directions, x, params.data,
+                        _weight_table(params), params.V, params.c, h0,
+                        h0 if c0 is None else c0, ws.arena, _buffer_table(ws), ws.o,
+                        ws.h_T, ws.c_T, ws.scratch, _blas_gated(ws.B, params.hidden_size))
 
 
 def stack_backward(params, x, ws, grads):
-    kernel = stack.stack_backward_ids if x.ndim == 2 else stack.stack_backward_dense
-    Us, Ws, _, _ = _weights(params)
-    dUs, dWs, dbs, dbhhs = _weights(grads)
-    gates, aux, hs, _, kappas, das, dahs, Y, dY = _buffers(ws)
-    n = len(Ws)
-    dh0 = grads.h0.reshape(n, ws.B, params.hidden_size)
+    dh0 = grads.h0.reshape(ws.h_T.shape)
     dc0 = ws.grad_c0 if grads.c0 is None else grads.c0.reshape(dh0.shape)
-    kernel(stack.CODES[params.cell], params.num_directions, x, Us, Ws, params.V, gates, aux,
-           hs, kappas, das, dahs, Y, dY, ws.do, dUs, dWs, dbs, dbhhs, grads.V, grads.c, dh0,
-           dc0, _blas_gated(ws.B, params.hidden_size))
+    stack.stack_backward(CELL_CODES[params.cell], params.num_directions, x, params.data,
+                         _weight_table(params), params.V, ws.arena, _buffer_table(ws),
+                         ws.do, grads.data, grads.V, grads.c, dh0, dc0,
+                         _blas_gated(ws.B, params.hidden_size))
 
 
 def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
-    # 19 arguments: a call of a Numba 0.68 function of exactly 20 leaves about 400 bytes
-    # of cyclic garbage for the garbage collector (seen with tracemalloc; 19 and 21
-    # leave none).
-    kernel = stack.stack_step_ids if x_t.ndim == 1 else stack.stack_step_dense
-    Us, Ws, bs, bhhs = _weights(params)
-    gates, aux, hs, WTs, _, _, _, Y, _ = _buffers(ws)
-    return kernel(stack.CODES[params.cell], x_t, Us, Ws, bs, bhhs, WTs, params.V, params.c,
-                  h0, h0 if c0 is None else c0, gates, aux, hs, Y, o_out, h_out,
-                  ws.c_T if c_out is None else c_out, ws.scratch)
+    return stack.stack_step(CELL_CODES[params.cell], x_t, params.data, _weight_table(params),
+                            params.V, params.c, h0, h0 if c0 is None else c0, ws.arena,
+                            _buffer_table(ws), o_out, h_out,
+                            ws.c_T if c_out is None else c_out, ws.scratch)

@@ -16,21 +16,83 @@ in place; its states are written into the layer's Y reversed back, and in BPTT i
 is reversed into time order before dU and dL/dx are taken. Each cell's buffers (of the
 stack ``Workspace``) thus stay contiguous and the single-layer kernels run unchanged.
 
-Per-cell arrays come as tuples with one entry per cell (Numba indexes homogeneous tuples
-at run time); ``bhhs`` holds the GRU's b_hh and, for the other cells, anything of b's
-type (it is not read).
+Per-cell arrays reach the kernels as one flat array and a table of offsets, as the Cython
+backend's cells table does: ``weights`` is the flat data of a Params (or of its Grads,
+which share its layout) and ``wtab`` (n, 6) holds, per cell, where U starts in it, U's
+shape (G, D_i), and where W, b and b_hh start (b_hh is the GRU's; for the other cells,
+b's offset, not read); ``arena`` is the Workspace's single allocation and ``btab``
+(n, 9) holds, per cell, where its buffers and its layer's Y and dY start (``BUFFERS``).
+The kernels make views from these. Their Numba types thus depend on the dtype and the
+input kind only: one compiled kernel serves every number of layers and directions (a
+tuple of per-cell arrays, whose length is part of its type, compiled the whole chain
+again for each).
 """
 import numpy as np
 
 from .._config import jit
+from .._contract import GRU, LSTM, STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
+from .._vec import all_finite, flat
 from .gated import (gru_layer_bptt, gru_recurrence, input_grads_dense, input_grads_ids,
                     lstm_layer_bptt, lstm_recurrence, output_grads, recurrent_grad)
-from ..backends import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
-from .rnn import (CELLS, _add, _all_finite, _bptt, _copy, _output, _recurrence,
-                  project_dense, project_ids)
+from .rnn import _add, _bptt, _copy, _output, _recurrence, project_dense, project_ids
 
-LSTM, GRU = 3, 4
-CODES = dict(CELLS, lstm=LSTM, gru=GRU)
+# The columns of the buffers table (see the module docstring), in order.
+BUFFERS = ("gates", "aux", "h", "kappa", "da", "dah", "WT", "Y", "dY")
+
+
+@jit
+def _view(a, at, shape):
+    """The C-contiguous block of ``shape`` that starts at offset ``at`` of the 1-D a."""
+    size = 1
+    for n in shape:
+        size *= n
+    return a[at:at + size].reshape(shape)
+
+
+@jit
+def _cell_weights(data, wtab, i, H):
+    """Cell i's U (G, D_i), W (G, H), b (G,) and b_hh (G,): views into data."""
+    G, D_i = wtab[i, 1], wtab[i, 2]
+    return (_view(data, wtab[i, 0], (G, D_i)), _view(data, wtab[i, 3], (G, H)),
+            _view(data, wtab[i, 4], (G,)), _view(data, wtab[i, 5], (G,)))
+
+
+@jit
+def _cell_buffers(arena, btab, i, T, B, H, G):
+    """Cell i's gates, aux, h, kappa, da, dah and WT (see the stack ``Workspace``):
+    views into arena."""
+    at = btab[i]
+    return (_view(arena, at[0], (T, B, G)), _view(arena, at[1], (T + 1, B, H)),
+            _view(arena, at[2], (T + 1, B, H)), _view(arena, at[3], (T, B, H)),
+            _view(arena, at[4], (T, B, G)), _view(arena, at[5], (T, B, H)),
+            _view(arena, at[6], (H, G)))
+
+
+@jit
+def _layer_states(arena, btab, k, dirs, T, B, H):
+    """Layer k's Y and dY (T, B, dirs H): views into arena."""
+    at = btab[k * dirs]
+    return _view(arena, at[7], (T, B, dirs * H)), _view(arena, at[8], (T, B, dirs * H))
+
+
+@jit
+def _project(U, b, x, a):
+    """a = b + U x_t for every step: one GEMM for dense x (T, B, D), a gather of U's
+    columns for token ids x (T, B). Numba compiles only the branch of x's kind."""
+    if x.ndim == 2:
+        project_ids(U, b, x, a)
+    else:
+        project_dense(U, b, x, a)
+
+
+@jit
+def _input_grads(x, da, dU, db):
+    """dU and db of the input projection: one GEMM for dense x, a scatter-add into dU's
+    columns for token ids."""
+    if x.ndim == 2:
+        input_grads_ids(x, da, dU, db)
+    else:
+        input_grads_dense(x, da, dU, db)
 
 
 @jit
@@ -97,153 +159,121 @@ def _gather_grads(dY, d, kappa):
 
 
 @jit
-def _layers_forward(cell, dirs, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y, o,
-                    h_T, c_T, scratch, blas):
+def _layers_forward(cell, dirs, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
+                    scratch, blas):
     """Every layer's time loop and the output layer; layer 0's gates already hold
     b + U x_t (in each direction's reading order), the caller having projected x."""
-    n = len(Ws)
+    T, B = o.shape[:2]
+    n, _, H = h0.shape
+    G = scratch.shape[2]
     for i in range(n):
         k, d = i // dirs, i % dirs
+        U, W, b, b_hh = _cell_weights(weights, wtab, i, H)
+        gates, aux, h, _, _, _, WT = _cell_buffers(arena, btab, i, T, B, H, G)
         if k > 0:                                # layer k reads layer k - 1's states
-            project_dense(Us[i], bs[i], Y[k - 1], gates[i])
+            project_dense(U, b, _layer_states(arena, btab, k - 1, dirs, T, B, H)[0], gates)
             if d == 1:
-                _reverse_time(gates[i])
-        _cell_recurrence(cell, Ws[i], bhhs[i], WTs[i], h0[i], c0[i], gates[i], aux[i],
-                         hs[i], scratch, blas)
-        T = gates[i].shape[0]
-        _copy(hs[i][T], h_T[i])
+                _reverse_time(gates)
+        _cell_recurrence(cell, W, b_hh, WT, h0[i], c0[i], gates, aux, h, scratch, blas)
+        _copy(h[T], h_T[i])
         if cell == LSTM:
-            _copy(aux[i][T], c_T[i])
+            _copy(aux[T], c_T[i])
         if dirs == 2:
-            _scatter_states(hs[i], d, Y[k])
-    _output(V, c, Y[n // dirs - 1], o)
+            _scatter_states(h, d, _layer_states(arena, btab, k, dirs, T, B, H)[0])
+    _output(V, c, _layer_states(arena, btab, n // dirs - 1, dirs, T, B, H)[0], o)
 
 
 @jit
-def stack_forward_dense(cell, dirs, x, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs,
-                        Y, o, h_T, c_T, scratch, blas):
-    """Forward pass of a stack for dense inputs x (T, B, D).
+def stack_forward(cell, dirs, x, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
+                  scratch, blas):
+    """Forward pass of a stack for dense inputs x (T, B, D) or token ids x (T, B).
 
-    IN  cell (a code of ``CODES``), dirs; per cell Us, Ws, bs, bhhs; V (O, dirs H),
-        c (O,); h0 and c0 (n, B, H) (c0 read for the LSTM only; they may be h_T, c_T).
-    OUT per cell gates, aux, hs (see the stack ``Workspace``); Y per layer; o (T, B, O);
-        h_T and c_T (n, B, H).
-    Scratch WTs per cell, scratch (1, B, G).
+    IN  cell (a code of ``fastrnn._contract``), dirs; weights and wtab (the params);
+        V (O, dirs H), c (O,); h0 and c0 (n, B, H) (c0 read for the LSTM only; they may
+        be h_T, c_T).
+    OUT through arena and btab, every cell's gates, aux, h and every layer's Y (see the
+        stack ``Workspace``); o (T, B, O); h_T and c_T (n, B, H).
+    Scratch the cells' WT, scratch (1, B, G).
     """
+    T, B = x.shape[:2]
+    H = h0.shape[2]
     for d in range(dirs):
-        project_dense(Us[d], bs[d], x, gates[d])
+        U, _, b, _ = _cell_weights(weights, wtab, d, H)
+        gates = _cell_buffers(arena, btab, d, T, B, H, wtab[d, 1])[0]
+        _project(U, b, x, gates)
         if d == 1:
-            _reverse_time(gates[d])
-    _layers_forward(cell, dirs, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y, o,
-                    h_T, c_T, scratch, blas)
+            _reverse_time(gates)
+    _layers_forward(cell, dirs, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
+                    scratch, blas)
 
 
 @jit
-def stack_forward_ids(cell, dirs, x, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
-                      o, h_T, c_T, scratch, blas):
-    """Forward pass of a stack for token ids x (T, B); as ``stack_forward_dense``."""
-    for d in range(dirs):
-        project_ids(Us[d], bs[d], x, gates[d])
-        if d == 1:
-            _reverse_time(gates[d])
-    _layers_forward(cell, dirs, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y, o,
-                    h_T, c_T, scratch, blas)
+def stack_step(cell, x_t, weights, wtab, V, c, h0, c0, arena, btab, o_out, h_out, c_out,
+               scratch):
+    """One streaming step of a one-direction stack: its forward pass over x_t, dense
+    (B, D) or token ids (B,).
 
-
-@jit
-def _step_layers(cell, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y, o_out,
-                 h_out, c_out, scratch):
-    """A step's layers and output, layer 0's gates holding b + U x_t; returns STEP_OK or
-    STEP_BAD_OUTPUT."""
-    _layers_forward(cell, 1, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
-                    o_out.reshape((1,) + o_out.shape), h_out, c_out, scratch, True)
-    return STEP_OK if _all_finite(o_out) else STEP_BAD_OUTPUT
-
-
-@jit
-def stack_step_dense(cell, x_t, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
-                     o_out, h_out, c_out, scratch):
-    """One streaming step of a one-direction stack: its forward pass over x_t (B, D).
-
-    As ``stack_forward_dense`` with T = 1, but the outputs go straight to o_out (B, O),
-    h_out and c_out (n, B, H), which may be h0 and c0. Returns STEP_OK, STEP_BAD_INPUT
-    when x_t is not finite (nothing is written), or STEP_BAD_OUTPUT.
+    As ``stack_forward`` with T = 1, but the outputs go straight to o_out (B, O), h_out
+    and c_out (n, B, H), which may be h0 and c0. Returns STEP_OK, STEP_BAD_INPUT when a
+    dense x_t is not finite (nothing is written), or STEP_BAD_OUTPUT.
 
     The products with W always go through BLAS: the looped product first transposes W,
-    a pass over W as costly as the product itself, which one step cannot amortise (an
-    LSTM step at B = 1 took 4.7 us looped against 3.6 through BLAS at H = 32, 184
-    against 6.9 at H = 128).
+    a pass over W as costly as the product itself, which one step cannot amortise.
     """
-    if not _all_finite(x_t):
-        return STEP_BAD_INPUT
-    project_dense(Us[0], bs[0], x_t.reshape((1,) + x_t.shape), gates[0])
-    return _step_layers(cell, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
-                        o_out, h_out, c_out, scratch)
+    if x_t.ndim == 2:
+        if not all_finite(x_t):
+            return STEP_BAD_INPUT
+    H = h0.shape[2]
+    U, _, b, _ = _cell_weights(weights, wtab, 0, H)
+    gates = _cell_buffers(arena, btab, 0, 1, x_t.shape[0], H, wtab[0, 1])[0]
+    _project(U, b, x_t.reshape((1,) + x_t.shape), gates)
+    _layers_forward(cell, 1, weights, wtab, V, c, h0, c0, arena, btab,
+                    o_out.reshape((1,) + o_out.shape), h_out, c_out, scratch, True)
+    return STEP_OK if all_finite(o_out) else STEP_BAD_OUTPUT
 
 
 @jit
-def stack_step_ids(cell, x_t, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
-                   o_out, h_out, c_out, scratch):
-    """One streaming step for token ids x_t (B,); as ``stack_step_dense``."""
-    project_ids(Us[0], bs[0], x_t.reshape((1,) + x_t.shape), gates[0])
-    return _step_layers(cell, Us, Ws, bs, bhhs, WTs, V, c, h0, c0, gates, aux, hs, Y,
-                        o_out, h_out, c_out, scratch)
+def stack_backward(cell, dirs, x, weights, wtab, V, arena, btab, do, grads, dV, dc, dh0,
+                   dc0, blas):
+    """BPTT through a stack for dense inputs x (T, B, D) or token ids x (T, B), after its
+    forward pass and loss, from the output layer down.
 
-
-@jit
-def _layers_backward(cell, dirs, Us, Ws, V, gates, aux, hs, kappas, das, dahs, Y, dY, do,
-                     dUs, dWs, dbs, dbhhs, dV, dc, dh0, dc0, blas):
-    """BPTT from the output layer down; layer 0's dU and db are left to the caller.
-
+    IN  what ``stack_forward`` left; do (T, B, O) = dL/do.
+    OUT through arena and btab, every cell's kappa (dL/dh_t), da (dL/da_t) and dah, and
+        every layer's dY; grads (the flat data of a Grads laid out as the params, whose
+        table wtab is): every cell's dU, dW, db and the GRU's db_hh, and dV, dc; dh0 and
+        dc0 (n, B, H) (dc0 the LSTM's).
     Each layer's Y serves as scratch once the layers above it are done.
     """
-    n = len(Ws)
-    L = n // dirs
     T, B, O = do.shape
-    K = Y[L - 1].shape[2]
-    np.dot(do.reshape(T * B, O), V, dY[L - 1].reshape(T * B, K))   # V^T dL/do_t
-    output_grads(do, Y[L - 1], dV, dc)
+    n, _, H = dh0.shape
+    L = n // dirs
+    G = wtab[0, 1]
+    K = dirs * H
+    Y_top, dY_top = _layer_states(arena, btab, L - 1, dirs, T, B, H)
+    np.dot(do.reshape(T * B, O), V, dY_top.reshape(T * B, K))      # V^T dL/do_t
+    output_grads(do, Y_top, dV, dc)
     for i in range(n - 1, -1, -1):
         k, d = i // dirs, i % dirs
+        U, W, _, _ = _cell_weights(weights, wtab, i, H)
+        dU, dW, db, db_hh = _cell_weights(grads, wtab, i, H)
+        gates, aux, h, kappa, da, dah, _ = _cell_buffers(arena, btab, i, T, B, H, G)
+        Y, dY = _layer_states(arena, btab, k, dirs, T, B, H)
         if dirs == 2:
-            _gather_grads(dY[k], d, kappas[i])
-        _cell_bptt(cell, Ws[i], gates[i], aux[i], hs[i], kappas[i], das[i], dahs[i], dWs[i],
-                   dbhhs[i], dh0[i], dc0[i], blas)
+            _gather_grads(dY, d, kappa)
+        _cell_bptt(cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0[i], dc0[i], blas)
         if d == 1:
-            _reverse_time(das[i])                # into time order, for dU and dL/dx
-        if k > 0:
-            input_grads_dense(Y[k - 1], das[i], dUs[i], dbs[i])
-            G, Din = Us[i].shape
-            da2 = das[i].reshape(T * B, G)
-            if d == dirs - 1:                    # the first of the layer's cells, going down
-                np.dot(da2, Us[i], dY[k - 1].reshape(T * B, Din))
-            else:
-                into = Y[k].reshape(T * B * K)[:T * B * Din].reshape(T * B, Din)
-                np.dot(da2, Us[i], into)
-                _add(dY[k - 1], into)
-
-
-@jit
-def stack_backward_dense(cell, dirs, x, Us, Ws, V, gates, aux, hs, kappas, das, dahs, Y, dY,
-                         do, dUs, dWs, dbs, dbhhs, dV, dc, dh0, dc0, blas):
-    """BPTT through a stack for dense inputs x (T, B, D), after its forward pass and loss.
-
-    IN  what ``stack_forward_dense`` left; do (T, B, O) = dL/do.
-    OUT per cell kappas (dL/dh_t), das (dL/da_t), dahs; dY per layer; per cell dUs, dWs,
-        dbs, dbhhs (the GRU's); dV, dc; dh0 and dc0 (n, B, H) (dc0 the LSTM's).
-    Y is overwritten (scratch).
-    """
-    _layers_backward(cell, dirs, Us, Ws, V, gates, aux, hs, kappas, das, dahs, Y, dY, do,
-                     dUs, dWs, dbs, dbhhs, dV, dc, dh0, dc0, blas)
-    for d in range(dirs):
-        input_grads_dense(x, das[d], dUs[d], dbs[d])
-
-
-@jit
-def stack_backward_ids(cell, dirs, x, Us, Ws, V, gates, aux, hs, kappas, das, dahs, Y, dY,
-                       do, dUs, dWs, dbs, dbhhs, dV, dc, dh0, dc0, blas):
-    """BPTT through a stack for token ids x (T, B); as ``stack_backward_dense``."""
-    _layers_backward(cell, dirs, Us, Ws, V, gates, aux, hs, kappas, das, dahs, Y, dY, do,
-                     dUs, dWs, dbs, dbhhs, dV, dc, dh0, dc0, blas)
-    for d in range(dirs):
-        input_grads_ids(x, das[d], dUs[d], dbs[d])
+            _reverse_time(da)                    # into time order, for dU and dL/dx
+        if k == 0:
+            _input_grads(x, da, dU, db)
+            continue
+        Y_below, dY_below = _layer_states(arena, btab, k - 1, dirs, T, B, H)
+        input_grads_dense(Y_below, da, dU, db)
+        D_i = U.shape[1]
+        da2 = da.reshape(T * B, G)
+        if d == dirs - 1:                        # the first of the layer's cells, going down
+            np.dot(da2, U, dY_below.reshape(T * B, D_i))
+        else:
+            into = flat(Y)[:T * B * D_i].reshape(T * B, D_i)
+            np.dot(da2, U, into)
+            _add(dY_below, into)
