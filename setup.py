@@ -18,7 +18,10 @@ and ``stack_avx2``, which fastrnn._cython.kernels imports instead when the CPU h
 the elementwise loops (tanh, exp, the small matrix products) run twice as wide, with
 the same bits as the baseline build. ``stack_avx2`` also has the parallel passes of
 large float32 LSTM and GRU stacks (``_parallel.h``: their own packed products, by fused
-multiply-adds, on POSIX threads), which round their products differently.
+multiply-adds, on POSIX threads), which round their products differently. ``_blas``
+(the BLAS calls) and ``_cells`` (the table of a stack's arrays) do no arithmetic of
+their own and are built once; the .pxd files (_loops, _vecmath, _gated, _recurrence,
+_parallel) hold inline functions, compiled into each module that uses them.
 
 Development build: ``python setup.py build_ext --inplace`` puts the compiled modules
 beside their sources, where the editable install finds them. The generated C goes to
@@ -36,7 +39,8 @@ from setuptools.command.build_ext import build_ext
 PACKAGE = Path("fastrnn", "_cython")
 # module: (source, extra flags for gcc and clang); a module with flags is an optional
 # variant for newer CPUs, built with gcc or clang on x86-64.
-MODULES = {"_blas": ("_blas.pyx", []), "rnn": ("rnn.pyx", []), "stack": ("stack.pyx", [])}
+MODULES = {"_blas": ("_blas.pyx", []), "_cells": ("_cells.pyx", []), "rnn": ("rnn.pyx", []),
+           "stack": ("stack.pyx", [])}
 if platform.machine().lower() in ("x86_64", "amd64") and os.name == "posix":
     MODULES["rnn_avx2"] = ("rnn.pyx", ["-mavx2", "-mfma"])
     MODULES["stack_avx2"] = ("stack.pyx", ["-mavx2", "-mfma"])

@@ -65,6 +65,28 @@ cdef inline void copy(const floating* src, floating* dst, Py_ssize_t n) noexcept
         dst[i] = src[i]
 
 
+cdef inline void add_product(floating* a, const floating* b, const floating* c,
+                             Py_ssize_t n) noexcept nogil:
+    """a += b * c over n elements."""
+    cdef Py_ssize_t k
+    for k in range(n):
+        a[k] += b[k] * c[k]
+
+
+cdef inline void reverse_time(floating* a, Py_ssize_t T, Py_ssize_t row) noexcept nogil:
+    """Reverse a (T, row) block along its first axis, in place."""
+    cdef Py_ssize_t t, k
+    cdef floating* u
+    cdef floating* v
+    cdef floating tmp
+    for t in range(T // 2):
+        u, v = a + t * row, a + (T - 1 - t) * row
+        for k in range(row):
+            tmp = u[k]
+            u[k] = v[k]
+            v[k] = tmp
+
+
 cdef inline void fill_rows(floating* M, Py_ssize_t N, const floating* v,
                            Py_ssize_t K) noexcept nogil:
     """M[r] = v for every row: the bias that a GEMM then accumulates onto. M (N, K)."""
