@@ -295,7 +295,7 @@ def test_the_stack_step_kernel_refuses_a_bidirectional_stack():
     from fastrnn._cython import kernels
 
     params = fastrnn.init_params(3, 4, 2, cell="gru", bidirectional=True, seed=0)
-    ws = fastrnn.kernels.get_workspace(params, 1, 1)
+    ws = fastrnn.get_workspace(params, 1, 1)
     h = np.zeros((2, 1, 4))
     with pytest.raises(ValueError, match=r"^cells: a streaming step runs a one-direction"):
         kernels.stack.stack_step_dense(kernels.cells(params, ws, ws.grads), np.zeros((1, 3)),

@@ -19,7 +19,7 @@ a_t += W s_{t-1} and kappa_t += W^T da_{t+1} are single GEMM calls.
 The public kernels take typed memoryviews (C-contiguous, the shapes in their comments)
 and run without the GIL; the helpers below them work on raw pointers and element counts,
 so that a (T, B, H) block is one flat loop. The arrays have been validated by
-``fastrnn.kernels`` (shapes, dtype, contiguity, token ids in range) before they get here;
+``fastrnn.functional`` (shapes, dtype, contiguity, token ids in range) before they get here;
 the memoryviews still check dtype and layout, so a bug upstream raises instead of
 corrupting memory. No kernel allocates an array. Compiler directives (no bounds checks
 unless FASTRNN_CYTHON_DEBUG=1) and flags are set once for the build in setup.py.
