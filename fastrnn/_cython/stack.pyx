@@ -18,10 +18,9 @@ split over a parallel pass's threads (``_parallel.pxd``). Here are the passes th
 the layers and the public kernels. Nothing here allocates an array.
 
 A large float32 LSTM or GRU pass runs on several threads (``pass_threads``; the time
-loops as ``_recurrence.pxd`` says, the other products split by rows of their results).
-At T=100 B=32 D=64 H=256 O=64 on the 2-core development machine an LSTM training step
-took 41.7 ms on two threads against 51.8 ms on one, LSTM inference at T=150 B=1 H=256
-1.87 against 3.11 ms (asv ``bench_gated.GatedCythonThreads``).
+loops as ``_recurrence.pxd`` says, the other products split by rows of their results);
+asv's ``bench_gated.GatedCythonThreads`` measures it against one thread, and the README
+quotes the figures.
 """
 from libc.stdint cimport int64_t
 
