@@ -57,8 +57,6 @@ import functools
 import importlib
 
 from . import _config
-# The statuses of ``step``, for the backends that read them here.
-from ._contract import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
 
 _MODULES = {
     "cython": "fastrnn._cython.kernels",
