@@ -5,11 +5,7 @@ Checked against PyTorch's nn.RNN / nn.LSTM / nn.GRU + nn.Linear with the same we
 against the reference at the core's tolerances.
 """
 import itertools
-import os
 import re
-import subprocess
-import sys
-import textwrap
 import tracemalloc
 
 import numpy as np
@@ -443,64 +439,6 @@ def test_layout_follows_pytorch_names_and_order():
     lstm = fastrnn.init_params(D, H, O, cell="lstm", seed=0)
     np.testing.assert_array_equal(lstm.b[H:2 * H], 1.0)        # forget-gate bias
     assert np.count_nonzero(lstm.b) == H
-
-
-NRT_SCRIPT = textwrap.dedent("""
-    import numba
-    import numpy as np
-    from numba.core.runtime import rtsys
-    import fastrnn
-    from fastrnn._numba import kernels, rnn, stack
-
-    # A compiled driver runs n training steps of a stack. Passing arrays in costs NRT
-    # records once per driver call; if the kernels allocated, the count would grow with n.
-    @numba.njit
-    def train(n, cell, dirs, x, y, weights, V, c, h0, buffers, o, do, h_T, c_T, scratch,
-              grads, dV, dc, dh0, dc0, blas):
-        Us, Ws, bs, bhhs = weights
-        gates, aux, hs, WTs, kappas, das, dahs, Y, dY = buffers
-        dUs, dWs, dbs, dbhhs = grads
-        for _ in range(n):
-            stack.stack_forward_dense(cell, dirs, x, Us, Ws, bs, bhhs, WTs, V, c, h0, h0,
-                                      gates, aux, hs, Y, o, h_T, c_T, scratch, blas)
-            rnn.cross_entropy(o, y, 1.0, do)
-            stack.stack_backward_dense(cell, dirs, x, Us, Ws, V, gates, aux, hs, kappas,
-                                       das, dahs, Y, dY, do, dUs, dWs, dbs, dbhhs, dV, dc,
-                                       dh0, dc0, blas)
-
-    # One shape for every cell: the cell is a run-time code, while each number of cells
-    # (a tuple length) would compile the driver and the kernels again.
-    rng = np.random.default_rng(0)
-    for cell in ("lstm", "gru", "tanh"):
-        params = fastrnn.init_params(6, 8, 5, cell=cell, num_layers=2, bidirectional=True,
-                                     seed=0)
-        ws = fastrnn.Workspace(params, 5, 3)
-        g = ws.grads
-        x = rng.standard_normal((5, 3, 6))
-        y = rng.integers(0, 5, (5, 3))
-        for blas in (False, True):
-            args = (stack.CODES[cell], params.num_directions, x, y, kernels._weights(params),
-                    params.V, params.c, np.zeros_like(ws.h_T), kernels._buffers(ws), ws.o,
-                    ws.do, ws.h_T, ws.c_T, ws.scratch, kernels._weights(g), g.V, g.c,
-                    ws.grad_h0, ws.grad_c0, blas)
-            train(1, *args)
-            counts = []
-            for n in (1, 20):
-                before = rtsys.get_allocation_stats().alloc
-                train(n, *args)
-                counts.append(rtsys.get_allocation_stats().alloc - before)
-            assert counts[0] == counts[1], (cell, blas, counts)
-    print("ok")
-""")
-
-
-@pytest.mark.skipif("numba" not in COMPILED, reason="Numba is not available")
-def test_numba_stack_kernels_allocate_nothing_per_call():
-    env = dict(os.environ, NUMBA_NRT_STATS="1")
-    proc = subprocess.run([sys.executable, "-c", NRT_SCRIPT], capture_output=True,
-                          text=True, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize("backend", COMPILED)
