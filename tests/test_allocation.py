@@ -83,6 +83,7 @@ NRT_SCRIPT = textwrap.dedent("""
     import numpy as np
     from numba.core.runtime import rtsys
     import fastrnn
+    from fastrnn import _vec
     from fastrnn._numba import rnn
 
     # A compiled driver calls the kernels n times. Passing arrays into compiled code
@@ -97,7 +98,7 @@ NRT_SCRIPT = textwrap.dedent("""
             forward(0, U, W, b, V, c, x, s[0], a, s, o, WT, blas)
             loss(o, y, 1.0, do)
             backward(0, W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0, blas)
-            rnn.axpy(-1e-3, grad_data, data)
+            _vec.axpy(-1e-3, grad_data, data)
 
     @numba.njit
     def stream(n, step, p, x, h, a, o):

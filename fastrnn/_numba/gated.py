@@ -47,7 +47,8 @@ rows of W^T, which the recurrences write into their WT (H, G) scratch.
 import numpy as np
 
 from .._config import jit
-from .rnn import _add, _add_matvec_rows, _copy, _flat, _sum_rows, _transpose
+from .._vec import flat as _flat
+from .rnn import _add, _add_matvec_rows, _copy, _sum_rows, _transpose
 from .vecmath import sigmoid, tanh
 
 __all__ = ["lstm_recurrence", "lstm_layer_bptt", "gru_recurrence", "gru_layer_bptt",

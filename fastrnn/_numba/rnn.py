@@ -28,9 +28,6 @@ from .._config import jit, jit_stream
 from .._contract import SIGMOID, STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK, TANH
 from .._vec import all_finite as _all_finite
 from .._vec import flat as _flat
-# Names that the stack kernels and the tests still import from here.
-from .._contract import CELL_CODES as CELLS  # noqa: F401
-from .._vec import axpy, min_max  # noqa: F401
 from .vecmath import exp, sigmoid, tanh
 
 CROSS_ENTROPY, MSE = 0, 1
