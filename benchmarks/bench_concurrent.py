@@ -3,7 +3,7 @@
 ``fastrnn.bench.concurrent`` trains ``fastrnn train``'s default model in one process,
 then in two processes started together; the figure is the slower one's time over the
 one alone's: about 1 on two idle cores, about 2 when each job has half a core, far more
-when BLAS's threads spin waiting for each other (``fastrnn._blas_threads``).
+when BLAS's threads spin waiting for each other.
 """
 import io
 

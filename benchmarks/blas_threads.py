@@ -1,5 +1,5 @@
 """SciPy's OpenBLAS sgemm on one thread against two, for the products fastrnn makes:
-the crossover behind ``fastrnn._blas_threads.MIN_WORK``.
+where a second thread starts to gain.
 
 ``python benchmarks/blas_threads.py [rounds]``. Shapes: one time step's product with W,
 (B, H) x (H, G) for a G of H (tanh) or 4H (LSTM), and the input projection and dW of a

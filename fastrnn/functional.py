@@ -10,7 +10,7 @@ import weakref
 
 import numpy as np
 
-from . import _blas_threads, _checks, backends
+from . import _checks, backends
 from ._contract import STEP_BAD_INPUT, STEP_BAD_OUTPUT
 from .params import Grads, Params, allocate
 from .workspace import Workspace
@@ -99,22 +99,20 @@ def _stack_state(state, ws: Workspace):
 
 
 def _run_forward(kernels, params: Params, x, h0, ws: Workspace) -> None:
-    with _blas_threads.for_pass(params, x.shape[0], x.shape[1]):
-        if ws.is_stack:
-            kernels.stack_forward(params, x, *_stack_state(h0, ws), ws)
-            return
-        if h0 is None:
-            ws.s[0].fill(0.0)
-            h0 = ws.s[0]
-        kernels.forward(params, x, h0, ws)
+    if ws.is_stack:
+        kernels.stack_forward(params, x, *_stack_state(h0, ws), ws)
+        return
+    if h0 is None:
+        ws.s[0].fill(0.0)
+        h0 = ws.s[0]
+    kernels.forward(params, x, h0, ws)
 
 
 def _run_backward(kernels, params: Params, x, ws: Workspace, grads: Grads) -> None:
-    with _blas_threads.for_pass(params, x.shape[0], x.shape[1]):
-        if ws.is_stack:
-            kernels.stack_backward(params, x, ws, grads)
-        else:
-            kernels.backward(params, x, ws, grads)
+    if ws.is_stack:
+        kernels.stack_backward(params, x, ws, grads)
+    else:
+        kernels.backward(params, x, ws, grads)
 
 
 def _copy_state(state):
