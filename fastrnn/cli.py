@@ -337,6 +337,7 @@ def _report(args, model: RNN, corpus: _Corpus, history: _History) -> None:
 def train(args) -> int:
     """``fastrnn train``: resume or build a character model, train it on the corpus and
     report; the exit code."""
+    from ._threads import blas_threads_for
     from .model import NonFiniteError
 
     _check_checkpoint_target(args)
@@ -350,18 +351,20 @@ def train(args) -> int:
         model = _new_model(args, corpus.vocabulary)
     _configure(args, model)
     _print_setup(args, model, corpus)
-    try:
-        history = _fit(args, model, corpus)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {model.progress['steps']}: checkpoint saved to "
-              f"{args.checkpoint}; --resume continues from there")
-        return 130
-    except NonFiniteError as exc:
-        print(f"stopped: training step {exc.step}: {exc.reason}; the step was not applied "
-              f"(lower --lr, set --clip, or pass --on-nonfinite skip); checkpoint of step "
-              f"{model.progress['steps']} saved to {args.checkpoint}", file=sys.stderr)
-        return 1
-    _report(args, model, corpus, history)
+    with blas_threads_for(model, args.batch):
+        try:
+            history = _fit(args, model, corpus)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted at step {model.progress['steps']}: checkpoint saved to "
+                  f"{args.checkpoint}; --resume continues from there")
+            return 130
+        except NonFiniteError as exc:
+            print(f"stopped: training step {exc.step}: {exc.reason}; the step was not "
+                  f"applied (lower --lr, set --clip, or pass --on-nonfinite skip); "
+                  f"checkpoint of step {model.progress['steps']} saved to "
+                  f"{args.checkpoint}", file=sys.stderr)
+            return 1
+        _report(args, model, corpus, history)
     return 0
 
 

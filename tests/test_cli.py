@@ -601,3 +601,36 @@ def test_a_model_too_large_to_build_is_an_error_line(corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert not ckpt.exists()
+
+
+def openblas_threads():
+    import threadpoolctl
+
+    return {pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+            if pool["internal_api"] == "openblas"}
+
+
+def test_train_runs_small_models_with_one_blas_thread(corpus, tmp_path, monkeypatch):
+    """Two trainings sharing the cores must not wait on each other's spinning BLAS
+    threads: a model whose per-step products gain little from threads trains on one."""
+    import threadpoolctl
+
+    from fastrnn import _threads
+
+    seen = []
+    real_fit = cli._fit
+
+    def fit(*args):
+        seen.append(openblas_threads())
+        return real_fit(*args)
+
+    monkeypatch.setattr(cli, "_fit", fit)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        if not openblas_threads() - {1}:
+            pytest.skip("no OpenBLAS with more than one thread here")
+        assert cli.main(train_args(corpus, tmp_path / "c.npz")) == 0
+        assert seen == [{1}]
+        assert openblas_threads() == {2}, "the limit outlived the command"
+        monkeypatch.setattr(_threads, "ONE_BLAS_THREAD_BELOW", 1)
+        assert cli.main(train_args(corpus, tmp_path / "d.npz")) == 0
+        assert seen[1] == {2}
