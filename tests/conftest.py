@@ -1,4 +1,8 @@
 """Shared fixtures: seeded problems and the per-backend parametrization."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -62,3 +66,13 @@ def assert_agree(comp, ref, dtype):
             scale = max(np.abs(ref[name]).max(), 1e-30)
             np.testing.assert_allclose(comp[name], ref[name], rtol=0,
                                        atol=RTOL[dtype] * scale, err_msg=name)
+
+
+def run_with_nrt_stats(script: str) -> None:
+    """Run ``script`` in a fresh interpreter with Numba's allocation statistics on (they
+    are read when Numba starts); it must succeed and print "ok"."""
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"

@@ -6,9 +6,6 @@ creates. Sizes are chosen so that the smallest array a step could allocate, a (B
 state, is larger than the bound on traced memory; what remains under the bound are
 Python's transient scalars and tuples.
 """
-import os
-import subprocess
-import sys
 import textwrap
 import tracemalloc
 
@@ -17,7 +14,7 @@ import pytest
 
 import fastrnn
 
-from conftest import make_problem
+from conftest import make_problem, run_with_nrt_stats
 
 FAST = [b for b in fastrnn.available_backends() if b != "reference"]
 B, H = 8, 128
@@ -138,8 +135,4 @@ NRT_SCRIPT = textwrap.dedent("""
 
 
 def test_compiled_kernels_allocate_nothing_per_call():
-    env = dict(os.environ, NUMBA_NRT_STATS="1")
-    proc = subprocess.run([sys.executable, "-c", NRT_SCRIPT], capture_output=True,
-                          text=True, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    run_with_nrt_stats(NRT_SCRIPT)

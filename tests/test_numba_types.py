@@ -3,15 +3,14 @@
 Per-cell arrays reach the kernels through one flat array and an offset table, so one
 compiled kernel serves every number of layers and directions of a dtype and input kind.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 import fastrnn
+
+from conftest import run_with_nrt_stats
 
 pytestmark = pytest.mark.skipif("numba" not in fastrnn.available_backends(),
                                 reason="Numba is not available")
@@ -104,8 +103,4 @@ NRT_SCRIPT = textwrap.dedent("""
 
 
 def test_stack_kernels_allocate_nothing_per_call():
-    env = dict(os.environ, NUMBA_NRT_STATS="1")
-    proc = subprocess.run([sys.executable, "-c", NRT_SCRIPT], capture_output=True,
-                          text=True, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    run_with_nrt_stats(NRT_SCRIPT)
