@@ -30,7 +30,6 @@ from libc.stdint cimport int64_t
 from cython cimport floating
 
 from ._blas cimport BLAS_Trans, NoTrans, Trans, gemm, gemv
-from ._loops cimport RELU, SIGMOID, TANH
 from ._loops cimport all_finite as _all_finite
 from ._loops cimport activate as _activate
 from ._loops cimport add_rows_times as _add_rows_times
@@ -41,8 +40,6 @@ from ._loops cimport sum_rows as _sum_rows
 from ._vecmath cimport exp, tanh
 
 from fastrnn import _contract
-
-CELLS = {"tanh": TANH, "sigmoid": SIGMOID, "relu": RELU}
 
 cdef int STEP_OK = _contract.STEP_OK
 cdef int STEP_BAD_INPUT = _contract.STEP_BAD_INPUT
