@@ -7,47 +7,36 @@ own process; the figures are in the README's Backends section):
 - sequences (``forward``, ``loss_and_grad``, training): cython, then numba. Cython's
   BLAS calls accumulate into a_t and kappa_t, where Numba's np.dot needs a separate pass,
   and its float32 gated passes run on both cores (``stack.pass_threads``).
-- steps of the derivation's network (``step``, ``Stream``, sampling): numba, then
-  cython: Numba passes arguments more cheaply and its dot products use AVX-512.
-- steps of a stack (gated cells, several layers): cython, then numba: Numba's kernel
-  unboxes its per-cell arrays at every call, where Cython's ``Cells`` holds their
+- steps (``step``, ``Stream``, sampling) of the derivation's network, one vanilla cell:
+  numba, then cython: Numba passes its few arguments more cheaply and its dot products
+  use AVX-512.
+- steps of any other network (gated cells, several layers): cython, then numba: Numba
+  unboxes every array argument at every call, where Cython's ``Cells`` holds their
   addresses.
 
 The kernel contract
 -------------------
 Every backend module provides these four functions over prepared arrays (validated,
-C-contiguous, of the params' dtype; token ids as int64). Legend: T time, B batch,
-D input, H hidden, O output.
+C-contiguous, of the params' dtype; token ids as int64) and the buffers of a
+``fastrnn.workspace.Workspace``. Every network is a stack of cells (``fastrnn.reference.stack``);
+the derivation's network is the stack of one vanilla cell, for which a backend may run
+a fused kernel of its own. Legend: T time, B batch, D input, H hidden, O output, n =
+num_layers * directions.
 
-forward(params, x, h0, ws)
-    x (T, B, D) or ids (T, B); h0 (B, H). Fills ws.a, ws.s (ws.s[0] = h0) and ws.o.
+forward(params, x, h0, c0, ws)
+    x (T, B, D) or ids (T, B); h0 and c0 (n, B, H), c0 None but for the LSTM; they may be
+    ws.h_T and ws.c_T. Fills ws.o, ws.h_T (and ws.c_T), and what ``backward`` reads.
 loss(kind, reduction, y, ws) -> float
     y ids (T, B) for "cross_entropy", (T, B, O) for "mse". Reads ws.o, fills ws.do.
 backward(params, x, ws, grads)
-    Reads ws.a, ws.s, ws.do; fills ws.kappa, ws.da, grads.data and grads.h0.
-step(params, x_t, h, a, o_out, h_out) -> status
-    One step of online inference: x_t (B, D) or ids (B,); h (B, H); a (B, H) scratch.
-    Writes the new state s_t into h_out (B, H) and o_t into o_out (B, O). h_out may be h.
-    Returns STEP_OK (0); STEP_BAD_INPUT (1) when x_t is not finite, having written
-    nothing; STEP_BAD_OUTPUT (2) when o_t is not finite.
-
-These four serve the derivation's network: a vanilla cell, one layer, one direction.
-Stacks (gated cells, several layers, two directions; see ``fastrnn.reference.stack`` and
-the stack workspace in ``fastrnn.workspace``) go through ``loss`` and these two:
-
-stack_forward(params, x, h0, c0, ws)
-    h0 and c0 (n, B, H), c0 None but for the LSTM; they may be ws.h_T and ws.c_T.
-    Fills ws.o, ws.h_T (and ws.c_T), and what stack_backward reads.
-stack_backward(params, x, ws, grads)
-    After ``loss``: fills grads.data, grads.h0 (and grads.c0), and every cell's
-    kappa = dL/dh_t (ws.cells[i].kappa, in the cell's reading order).
-stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws) -> status
-    One streaming step of a one-direction stack, its forward pass over one time step,
+    After ``loss``: fills grads.data, grads.h0 (and grads.c0), and every cell's kappa =
+    dL/dh_t (ws.cells[i].kappa, in the cell's reading order).
+step(params, x_t, h0, c0, o_out, h_out, c_out, ws) -> status
+    One streaming step of a one-direction network, its forward pass over one time step,
     with ws a workspace for T = 1: x_t (B, D) or ids (B,); h0, c0, h_out, c_out (n, B,
     H), c0 and c_out None but for the LSTM; h_out may be h0 and c_out c0. Writes o_t
-    into o_out (B, O) and returns a status as ``step`` does. A backend with no step
-    kernel of its own may run its ``stack_forward`` over one time step, as the
-    reference does.
+    into o_out (B, O) and returns STEP_OK (0); STEP_BAD_INPUT (1) when x_t is not
+    finite, having written nothing; STEP_BAD_OUTPUT (2) when o_t is not finite.
 
 The status codes and the cells' integer codes are in ``fastrnn._contract``.
 """
@@ -65,7 +54,7 @@ _MODULES = {
 }
 KINDS = {"sequence": ("cython", "numba", "reference"),
          "step": ("numba", "cython", "reference"),
-         "stack_step": ("cython", "numba", "reference")}
+         "step of a stack": ("cython", "numba", "reference")}
 _loaded: dict = {}
 
 
@@ -81,6 +70,14 @@ def _load(name: str):
 def available_backends() -> tuple[str, ...]:
     """Names of the backends usable now, fastest first for training."""
     return tuple(name for name in _MODULES if _load(name) is not None)
+
+
+def step_kind(params) -> str:
+    """The kind of a streaming step of ``params``: "step" for the derivation's network
+    (one vanilla cell), else "step of a stack"."""
+    one_vanilla_cell = (params.gate_rows == params.hidden_size
+                        and params.num_layers * params.num_directions == 1)
+    return "step" if one_vanilla_cell else "step of a stack"
 
 
 @functools.cache

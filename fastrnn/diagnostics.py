@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _checks, backends, checkpoint
-from .functional import _run_backward, _run_forward
+from .functional import _initial_state
 from .model import RNN
 from .params import Params
 from .workspace import Workspace
@@ -41,13 +41,11 @@ def gradient_norms(model, x, y, h0=None, *, last_step_only=False) -> np.ndarray:
     y = _checks.check_y(params, y, loss, T, B)
     h0 = _checks.check_state(params, h0, B)
     ws = Workspace(params, T, B)
-    _run_forward(kernels, params, x, h0, ws)
+    kernels.forward(params, x, *_initial_state(h0, ws), ws)
     kernels.loss(loss, "sum", y, ws)
     if last_step_only:
         ws.do[:-1] = 0.0
-    _run_backward(kernels, params, x, ws, ws.grads)
-    if not ws.is_stack:
-        return np.sqrt((ws.kappa.astype(np.float64) ** 2).sum(axis=(1, 2)))
+    kernels.backward(params, x, ws, ws.grads)
     dirs = params.num_directions
     squares = np.zeros(T)
     for d, cell in enumerate(ws.cells[-dirs:]):          # the top layer's cells

@@ -82,8 +82,8 @@ def _check_grads(grads, params: Params, B: int) -> Grads | None:
     return grads
 
 
-def _stack_state(state, ws: Workspace):
-    """The initial (h0, c0) of a stack as (n, B, H) arrays (c0 None but for the LSTM).
+def _initial_state(state, ws: Workspace):
+    """The initial (h0, c0) as (n, B, H) arrays (c0 None but for the LSTM).
 
     A missing state is zeros, written into the final-state buffers: each cell reads its
     h0 before any cell writes its h_T, so those may serve as h0 (and so may an h_T that
@@ -96,23 +96,6 @@ def _stack_state(state, ws: Workspace):
     h0, c0 = state if ws.has_cell_state else (state, None)
     shape = ws.h_T.shape
     return h0.reshape(shape), (None if c0 is None else c0.reshape(shape))
-
-
-def _run_forward(kernels, params: Params, x, h0, ws: Workspace) -> None:
-    if ws.is_stack:
-        kernels.stack_forward(params, x, *_stack_state(h0, ws), ws)
-        return
-    if h0 is None:
-        ws.s[0].fill(0.0)
-        h0 = ws.s[0]
-    kernels.forward(params, x, h0, ws)
-
-
-def _run_backward(kernels, params: Params, x, ws: Workspace, grads: Grads) -> None:
-    if ws.is_stack:
-        kernels.stack_backward(params, x, ws, grads)
-    else:
-        kernels.backward(params, x, ws, grads)
 
 
 def _copy_state(state):
@@ -161,7 +144,7 @@ def forward(params: Params, x, h0=None, *, backend="auto"):
     T, B = x.shape[:2]
     given, h0 = h0, _checks.check_state(params, h0, B)
     ws = get_workspace(params, T, B)
-    _run_forward(kernels, params, x, h0, ws)
+    kernels.forward(params, x, *_initial_state(h0, ws), ws)
     final = ws.final_state()
     parts = final if isinstance(final, tuple) else (final,)
     if not all(map(_checks.all_finite, (ws.o, *parts))):
@@ -221,9 +204,9 @@ def loss_and_grad(params: Params, x, y, h0=None, *, loss="cross_entropy", reduct
     given, h0 = h0, _checks.check_state(params, h0, B)
     ws = _check_workspace(workspace, params, T, B)
     grads = _check_grads(grads, params, B) or ws.grads
-    _run_forward(kernels, params, x, h0, ws)
+    kernels.forward(params, x, *_initial_state(h0, ws), ws)
     value = _checks.check_loss(kernels.loss(loss, reduction, y, ws), ws.o, y, loss)
-    _run_backward(kernels, params, x, ws, grads)
+    kernels.backward(params, x, ws, grads)
     return value, grads, _shaped_like(ws.final_state(), given)
 
 
@@ -239,7 +222,7 @@ def _check_step_out(out, params: Params, B: int):
     """(o_out, h_out): new buffers, or the caller's checked; h_out is a pair for the LSTM.
 
     The caller's h_out may have PyTorch's (1, B, H) for one layer in one direction, as h
-    may: the kernels get (B, H) views of it (see ``_state_views``)."""
+    may: the kernels get (n, B, H) views of it (see ``_cell_major``)."""
     o_shape, h_shape = (B, params.output_size), params.state_shape(B)
     torch_shape = (1,) + h_shape if len(h_shape) == 2 else None
     if out is None:
@@ -292,14 +275,6 @@ def _check_out_apart(o_out, h_out, h) -> None:
                                  f"{name} partly overlapping the state h")
 
 
-def _state_views(params: Params, state, B: int):
-    """state with each part as a view of ``params.state_shape(B)``."""
-    shape = params.state_shape(B)
-    if isinstance(state, tuple):
-        return tuple(part.reshape(shape) for part in state)
-    return state.reshape(shape)
-
-
 def _check_step_input(params: Params, x_t) -> np.ndarray:
     """x_t: one token id, (B,) token ids or a (B, D) block; returned as a batch.
 
@@ -333,12 +308,12 @@ def _check_step_status(status: int, params: Params, h) -> None:
                                  "input (weights too large)")
 
 
-def _step_stack(kernels, params: Params, x_t, state, o_out, state_out) -> int:
-    """One step of a stack; state and state_out are pairs (h, c) of (n, B, H) arrays (c
-    None but for the LSTM), state_out may be state. Returns a step status."""
+def _step(kernels, params: Params, x_t, state, o_out, state_out) -> int:
+    """One step; state and state_out are pairs (h, c) of (n, B, H) arrays (c None but for
+    the LSTM), state_out may be state. Returns a step status."""
     ws = _step_workspace(params, x_t.shape[0])
-    return kernels.stack_step(params, x_t, state[0], state[1], o_out, state_out[0],
-                              state_out[1], ws)
+    return kernels.step(params, x_t, state[0], state[1], o_out, state_out[0], state_out[1],
+                        ws)
 
 
 def _cell_major(params: Params, state):
@@ -388,7 +363,7 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     """
     params = _checks.check_params(params, finite=False)
     _check_streamable(params)
-    kernels = backends.get(backend, "stack_step" if params.is_stack else "step")
+    kernels = backends.get(backend, backends.step_kind(params))
     x_t = _check_step_input(params, x_t)
     B = x_t.shape[0]
     given = h
@@ -397,12 +372,8 @@ def step(params: Params, x_t, h=None, *, out=None, backend="auto"):
     o_out, h_out = _check_step_out(out, params, B)
     if out is not None:
         _check_out_apart(o_out, h_out, h)
-    if params.is_stack:
-        status = _step_stack(kernels, params, x_t, _cell_major(params, h), o_out,
-                             _cell_major(params, h_out))
-    else:
-        scratch = _step_workspace(params, B).a[0]
-        status = kernels.step(params, x_t, h, scratch, o_out, _state_views(params, h_out, B))
+    status = _step(kernels, params, x_t, _cell_major(params, h), o_out,
+                   _cell_major(params, h_out))
     _check_step_status(status, params, h)
     return o_out, (h_out if out is not None else _shaped_like(h_out, given))
 

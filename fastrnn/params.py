@@ -283,12 +283,6 @@ class Params:
         """Whether the state is a pair (h, c): true for the LSTM."""
         return self.cell == "lstm"
 
-    @property
-    def is_stack(self) -> bool:
-        """Whether this is more than the derivation's network: a gated cell, more than one
-        layer or two directions. The vanilla one-layer case has its own fused kernels."""
-        return self.cell in GATED or self.num_layers * self.num_directions > 1
-
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         """The shape of h (and of the LSTM's c): (B, H) for one layer in one direction,
         else (num_layers * dirs, B, H), PyTorch's layout."""

@@ -8,8 +8,9 @@ import numpy as np
 
 from . import _checks, backends
 from .functional import (_cell_major, _check_step_input, _check_step_status,
-                         _check_streamable, _step_stack, _zero_state, _zeros)
+                         _check_streamable, _zero_state, _zeros)
 from .params import Params
+from .workspace import Workspace
 
 
 class Stream:
@@ -26,16 +27,15 @@ class Stream:
     def __init__(self, params: Params, batch_size: int = 1, h0=None, *, backend="auto"):
         self.params = _checks.check_params(params)
         _check_streamable(params)
-        self._kernels = backends.get(backend, "stack_step" if params.is_stack else "step")
-        self._step = self._kernels.step
+        self._kernels = backends.get(backend, backends.step_kind(params))
         if isinstance(batch_size, (bool, np.bool_)) or \
                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         B = self.batch_size = int(batch_size)
         self.state = _zero_state(params, B, "batch_size")
-        self._cell_major = _cell_major(params, self.state)
+        self._h, self._c = _cell_major(params, self.state)
+        self._workspace = Workspace(params, 1, B)
         self.output = _zeros((B, params.output_size), params.dtype, "batch_size")
-        self._scratch = _zeros((B, params.hidden_size), params.dtype, "batch_size")
         self._id = np.zeros(1, dtype=np.int64)
         self._dense = ((B, params.input_size), params.dtype)
         self.reset(h0)
@@ -60,12 +60,8 @@ class Stream:
             if x_t.shape[0] != self.batch_size:
                 raise ValueError(f"x_t: expected a batch of {self.batch_size} (the "
                                  f"stream's batch_size), got {x_t.shape[0]}")
-        if self.params.is_stack:
-            status = _step_stack(self._kernels, self.params, x_t, self._cell_major,
-                                 self.output, self._cell_major)
-        else:
-            status = self._step(self.params, x_t, self.state, self._scratch, self.output,
-                                self.state)
+        status = self._kernels.step(self.params, x_t, self._h, self._c, self.output,
+                                    self._h, self._c, self._workspace)
         if status:
             _check_step_status(status, self.params, self.state)
         return self.output

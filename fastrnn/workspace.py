@@ -1,26 +1,17 @@
 """Workspace: every buffer a forward and backward pass needs, in one allocation.
 
-Legend: T time steps, B batch, H hidden size, O output size.
+Legend: T time steps, B batch, H hidden size, O output size, G gate rows (H, 4H for the
+LSTM, 3H for the GRU), n = L * dirs cells, cell i = k * dirs + d for layer k and direction
+d (see ``fastrnn.reference.stack``). The derivation's network is the stack of one vanilla
+cell: its a_t, s_t, kappa_t and dL/da_t are cells[0].gates, .h, .kappa and .da.
 
-For the derivation's network (a vanilla cell, one layer, one direction):
-
-    a      (T, B, H)      pre-activations; a[t] holds a_{t+1} of the 1-based derivation
-    s      (T + 1, B, H)  states; s[0] = s_0 = h0 and s[t] = s_t
-    o      (T, B, O)      outputs (logits); o[t] holds o_{t+1}
-    do     (T, B, O)      dL/do
-    kappa  (T, B, H)      dL/ds; kappa[t] holds kappa_{t+1} = dL/ds_{t+1}
-    da     (T, B, H)      dL/da = f'(a) * kappa
-    grads  Grads          dL/dU, dL/dW, dL/db, dL/dV, dL/dc (flat) and dL/dh0 (B, H)
-    WT     (H, H)         scratch for the compiled backends (receives W^T)
-
-For a stack (a gated cell, or more than one layer or direction; see
-``fastrnn.reference.stack``), with G gate rows, n = L * dirs cells and cell i = k * dirs + d:
-
-    cells[i]  per cell: gates (T, B, G), aux (T + 1, B, H) (the LSTM's cell states c_t,
-              the GRU's W_n h_{t-1} + b_hn in its first T), h (T + 1, B, H) (h[0] = h0),
-              kappa (T, B, H) = dL/dh_t, da (T, B, G) = dL/da_t, dah (T, B, H) (the GRU's
-              dL/dah_n, the LSTM's dL/dc_t in its first B rows) and WT (H, G) scratch.
-              A reverse cell keeps them in its own reading order, last time step first.
+    cells[i]  per cell: gates (T, B, G) (the pre-activations a_t), h (T + 1, B, H) (h[0] =
+              h0), kappa (T, B, H) = dL/dh_t, da (T, B, G) = dL/da_t, WT (H, G) scratch,
+              and for gated cells two more: aux (T + 1, B, H) (the LSTM's cell states c_t,
+              the GRU's W_n h_{t-1} + b_hn in its first T) and dah (T, B, H) (the GRU's
+              dL/d(W_n h_{t-1} + b_hn), the LSTM's dL/dc_t in its first B rows); a
+              vanilla cell's have no time steps. A reverse cell keeps its buffers in its
+              own reading order, last time step first.
     Y[k], dY[k]  (T, B, dirs * H): layer k's states in time order, [h_t^fwd; h_t^rev],
               and dL/dY; for one direction, views of h[1:] and kappa of the layer's cell
     o, do     (T, B, O)
@@ -39,34 +30,29 @@ import math
 from .params import Grads, Params, _check_size, allocate
 
 
-def _buffers(T: int, B: int, H: int, O: int, P: int):
-    """The sizes table: (name, shape) of every buffer, in arena order."""
-    return (("a", (T, B, H)), ("s", (T + 1, B, H)), ("o", (T, B, O)), ("do", (T, B, O)),
-            ("kappa", (T, B, H)), ("da", (T, B, H)), ("grad_data", (P,)),
-            ("grad_h0", (B, H)), ("WT", (H, H)))
-
-
 _CELL_BUFFERS = ("gates", "aux", "h", "kappa", "da", "dah", "WT")
 
 
 class CellBuffers:
-    """The buffers of one cell of a stack (see the module docstring)."""
+    """The buffers of one cell (see the module docstring)."""
 
     def __init__(self, views: dict, i: int):
         for name in _CELL_BUFFERS:
             setattr(self, name, views[f"{name}{i}"])
 
 
-def _stack_buffers(T: int, B: int, params: Params):
-    """The sizes table of a stack's workspace."""
+def _buffers(T: int, B: int, params: Params):
+    """The sizes table: (name, shape) of every buffer, in arena order."""
     H, G, O = params.hidden_size, params.gate_rows, params.output_size
     dirs = params.num_directions
     n = params.num_layers * dirs
+    gated = G != H                      # aux and dah serve the gated cells only
     table = []
     for i in range(n):
-        table += [(f"gates{i}", (T, B, G)), (f"aux{i}", (T + 1, B, H)),
+        table += [(f"gates{i}", (T, B, G)), (f"aux{i}", (T + 1 if gated else 0, B, H)),
                   (f"h{i}", (T + 1, B, H)), (f"kappa{i}", (T, B, H)),
-                  (f"da{i}", (T, B, G)), (f"dah{i}", (T, B, H)), (f"WT{i}", (H, G))]
+                  (f"da{i}", (T, B, G)), (f"dah{i}", (T if gated else 0, B, H)),
+                  (f"WT{i}", (H, G))]
     if dirs == 2:
         for k in range(params.num_layers):
             table += [(f"Y{k}", (T, B, 2 * H)), (f"dY{k}", (T, B, 2 * H))]
@@ -99,21 +85,9 @@ class Workspace:
         self.cell = params.cell
         self.layout = params.layout
         self.dtype = params.dtype
-        self.is_stack = params.is_stack
         self.state_shape = params.state_shape(self.B)
-        if self.is_stack:
-            self._init_stack(params)
-            return
-        table = _buffers(self.T, self.B, params.hidden_size, params.output_size,
-                         params.data.size)
-        self.arena, views = _arena(table, self.dtype, self.T, self.B, params)
-        self.a, self.s, self.o, self.do = views["a"], views["s"], views["o"], views["do"]
-        self.kappa, self.da, self.WT = views["kappa"], views["da"], views["WT"]
-        self.grads = Grads(params, self.B, data=views["grad_data"], h0=views["grad_h0"])
-
-    def _init_stack(self, params: Params) -> None:
-        self.arena, views = _arena(_stack_buffers(self.T, self.B, params), self.dtype,
-                                   self.T, self.B, params)
+        self.arena, views = _arena(_buffers(self.T, self.B, params), self.dtype, self.T,
+                                   self.B, params)
         n = params.num_layers * params.num_directions
         self.cells = [CellBuffers(views, i) for i in range(n)]
         if params.num_directions == 2:
@@ -124,17 +98,15 @@ class Workspace:
             self.dY = [cell.kappa for cell in self.cells]
         self.o, self.do, self.scratch = views["o"], views["do"], views["scratch"]
         self.h_T, self.c_T = views["h_T"], views["c_T"]
-        c0 = views["grad_c0"].reshape(self.state_shape) if params.has_cell_state else None
+        self.has_cell_state = params.has_cell_state
+        c0 = views["grad_c0"].reshape(self.state_shape) if self.has_cell_state else None
         self.grads = Grads(params, self.B, data=views["grad_data"],
                            h0=views["grad_h0"].reshape(self.state_shape), c0=c0)
-        self.grad_h0, self.grad_c0 = views["grad_h0"], views["grad_c0"]
-        self.has_cell_state = params.has_cell_state
+        self.grad_c0 = views["grad_c0"]
 
     def final_state(self):
         """The state after the last step, as views into this workspace: h_T of the
         params' state shape, or the pair (h_T, c_T) for the LSTM."""
-        if not self.is_stack:
-            return self.s[self.T]
         h_T = self.h_T.reshape(self.state_shape)
         return (h_T, self.c_T.reshape(self.state_shape)) if self.has_cell_state else h_T
 

@@ -28,15 +28,20 @@ def fast_backend(request):
     return request.param
 
 
-@pytest.fixture(params=[False, True], ids=["loops", "blas"])
-def blas(request, fast_backend, monkeypatch):
-    """Force the time loop through plain loops or through BLAS, whatever the size."""
-    module = fastrnn.backends.get(fast_backend)
-    if hasattr(module, "BLAS_MIN_WORK"):
-        monkeypatch.setattr(module, "BLAS_MIN_WORK", 0 if request.param else 2**62)
-    elif request.param:
-        pytest.skip("backend has no BLAS switch")
-    return request.param
+# Each compiled path of the time loop: Numba's plain loops and its BLAS calls, chosen by
+# size, each forced here whatever the size; Cython's has BLAS only.
+PATHS = [(b, blas) for b in FAST for blas in ((False, True) if b == "numba" else (None,))]
+
+
+@pytest.fixture(params=PATHS, ids=[b if blas is None else f"{b}-{'blas' if blas else 'loops'}"
+                                   for b, blas in PATHS])
+def path(request, monkeypatch):
+    """A compiled backend, its time loop forced through plain loops or BLAS."""
+    backend, blas = request.param
+    if blas is not None:
+        monkeypatch.setattr(fastrnn.backends.get(backend), "BLAS_MIN_WORK",
+                            0 if blas else 2**62)
+    return backend
 
 
 def run(backend, params, x, y, h0, loss, reduction):
@@ -48,7 +53,7 @@ def run(backend, params, x, y, h0, loss, reduction):
     ws = fastrnn.get_workspace(params, T, B)
     out = {name: view.copy() for name, view in grads.items()}
     out.update(loss=np.array(L), o=o, h_T=h_T.copy(), dh0=grads.h0.copy(),
-               kappa=ws.kappa.copy())
+               kappa=ws.cells[0].kappa.copy())
     return out
 
 
@@ -64,8 +69,8 @@ def check(backend, *, T, B, dtype, cell="tanh", loss="cross_entropy", reduction=
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("tokens", [True, False], ids=["ids", "dense"])
-def test_backend_matches_reference(fast_backend, blas, dtype, cell, tokens):
-    check(fast_backend, T=25, B=4, dtype=dtype, cell=cell, tokens=tokens)
+def test_backend_matches_reference(path, dtype, cell, tokens):
+    check(path, T=25, B=4, dtype=dtype, cell=cell, tokens=tokens)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -77,8 +82,8 @@ def test_losses_match_reference(fast_backend, dtype, loss, reduction):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, T", [(1, 1), (1, 25), (4, 1), (32, 25)])
-def test_backend_matches_reference_at_the_edges(fast_backend, blas, dtype, B, T):
-    check(fast_backend, T=T, B=B, dtype=dtype)
+def test_backend_matches_reference_at_the_edges(path, dtype, B, T):
+    check(path, T=T, B=B, dtype=dtype)
 
 
 def test_a_missing_h0_is_a_zero_state(fast_backend):
@@ -154,10 +159,12 @@ def test_float32_losses_at_float32s_range_agree_with_the_reference(fast_backend,
 def test_auto_steps_a_stack_on_cython_and_the_derivations_network_on_numba(monkeypatch):
     """The step kinds' orders (measured, see fastrnn.backends) reach the step calls."""
     monkeypatch.delenv("FASTRNN_BACKEND", raising=False)
-    order = {"stack_step": ("cython", "numba"), "step": ("numba", "cython")}
-    for kind, params in (("stack_step", fastrnn.init_params(3, 4, 2, cell="lstm")),
+    order = {"step of a stack": ("cython", "numba"), "step": ("numba", "cython")}
+    for kind, params in (("step of a stack", fastrnn.init_params(3, 4, 2, cell="lstm")),
+                         ("step of a stack", fastrnn.init_params(3, 4, 2, num_layers=2)),
                          ("step", fastrnn.init_params(3, 4, 2))):
         expected = next(b for b in order[kind] if b in FAST)
+        assert fastrnn.backends.step_kind(params) == kind
         assert fastrnn.backends.resolve("auto", kind) == expected
         stream = fastrnn.Stream(params)
         assert stream._kernels is fastrnn.backends.get(expected)

@@ -78,19 +78,20 @@ NRT_SCRIPT = textwrap.dedent("""
                                  dV, dc, dh0, dc0, blas)
 
     rng = np.random.default_rng(0)
-    for cell in ("lstm", "gru", "tanh"):
-        params = fastrnn.init_params(6, 8, 5, cell=cell, num_layers=2, bidirectional=True,
-                                     seed=0)
+    for cell, layers, tokens in (("lstm", 2, False), ("gru", 2, True), ("tanh", 1, True),
+                                 ("tanh", 2, False)):
+        params = fastrnn.init_params(6, 8, 5, cell=cell, num_layers=layers,
+                                     bidirectional=layers > 1, seed=0)
         ws = fastrnn.Workspace(params, 5, 3)
         g = ws.grads
-        x = rng.standard_normal((5, 3, 6))
+        x = rng.integers(0, 6, (5, 3)) if tokens else rng.standard_normal((5, 3, 6))
         y = rng.integers(0, 5, (5, 3))
         for blas in (False, True):
             args = (CELL_CODES[cell], params.num_directions, x, y, params.data,
                     kernels._weight_table(params), params.V, params.c,
                     np.zeros_like(ws.h_T), ws.arena, kernels._buffer_table(ws), ws.o,
-                    ws.do, ws.h_T, ws.c_T, ws.scratch, g.data, g.V, g.c, ws.grad_h0,
-                    ws.grad_c0, blas)
+                    ws.do, ws.h_T, ws.c_T, ws.scratch, g.data, g.V, g.c,
+                    g.h0.reshape(ws.h_T.shape), ws.grad_c0, blas)
             train(1, *args)
             counts = []
             for n in (1, 20):

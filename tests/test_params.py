@@ -31,11 +31,14 @@ def test_initialisation_is_seeded_and_scaled():
 def test_workspace_views_do_not_overlap():
     p = fastrnn.init_params(3, 4, 2)
     ws = fastrnn.Workspace(p, 5, 2)
-    views = [ws.a, ws.s, ws.o, ws.do, ws.kappa, ws.da, ws.grads.data, ws.grads.h0]
+    cell, = ws.cells
+    views = [cell.gates, cell.h, cell.kappa, cell.da, cell.WT, ws.o, ws.do, ws.h_T,
+             ws.scratch, ws.grads.data, ws.grads.h0]
     for i, u in enumerate(views):
         for v in views[i + 1:]:
             assert not np.shares_memory(u, v)
-    assert ws.s.shape == (6, 2, 4) and ws.grads.h0.shape == (2, 4)
+    assert cell.h.shape == (6, 2, 4) and ws.grads.h0.shape == (2, 4)
+    assert cell.aux.size == cell.dah.size == 0       # the gated cells' buffers
     assert ws.fits(p, 5, 2) and not ws.fits(p, 5, 3)
     assert not ws.fits(p.astype(np.float32), 5, 2)
 

@@ -406,9 +406,9 @@ def test_cython_cells_refuse_another_dtype():
     x32 = x.astype(np.float32)
     zeros = np.zeros((1, 2, H), np.float32)
     with pytest.raises(TypeError, match="^cells: expected arrays of 4-byte floats"):
-        kernels.stack.stack_forward_dense(cells, x32, zeros, zeros, params.V.astype(np.float32),
-                                          params.c.astype(np.float32), ws.o.astype(np.float32),
-                                          zeros, zeros)
+        kernels.stack.stack_forward(cells, x32, zeros, zeros, params.V.astype(np.float32),
+                                    params.c.astype(np.float32), ws.o.astype(np.float32),
+                                    zeros, zeros)
 
 
 def test_grads_of_another_cell_are_refused():

@@ -1,8 +1,8 @@
 """The Cython backend: an optional compiled extension behind the kernel contract.
 
-``rnn`` (compiled from rnn.pyx, and on x86-64 a second time with AVX2 as ``rnn_avx2``)
-holds the kernels of the vanilla one-layer network, ``stack`` (``stack_avx2``) the passes
-of gated, deep and bidirectional ones, ``_cells`` the table of a stack's arrays that they
+``stack`` (compiled from stack.pyx, and on x86-64 a second time with AVX2 as
+``stack_avx2``) holds the passes of every network, ``rnn`` (``rnn_avx2``) the loss
+kernels, ``_cells`` the table of a stack's arrays that they
 take, ``_blas`` the row-major BLAS calls they make; inline, in .pxd files: ``_loops`` the
 flat loops, ``_vecmath`` tanh and exp, ``_gated`` the LSTM and GRU row kernels,
 ``_recurrence`` one cell's time loop, ``_parallel`` the declarations of ``_parallel.h``

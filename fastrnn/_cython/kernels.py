@@ -12,26 +12,19 @@ Passes of large float32 LSTM and GRU stacks run on several threads in the AVX2 b
 by default as many as the CPUs this process may use. BLAS is limited to one thread for
 such a pass, whose own threads split its products (``_SingleThreadedBlas``).
 
-The time loop multiplies a (B, H) block by W at every step, through BLAS when
-B * H * H >= ``BLAS_MIN_WORK`` (for a single row, ``GEMV_FACTOR`` times that) and
-through plain loops below. BLAS accumulates onto a_t and kappa_t without a separate
-pass, so it pays off much earlier here than in the Numba backend: from B * H * H =
-2 * 32 * 32 for B >= 2, and from H = 128 for one row, which goes to GEMV (measured on
-the development machine, AVX2 build, both dtypes, T = 25, D = O = 64; the loops of the
-baseline build are slower, so there BLAS would pay off earlier still).
+Every network runs through the stack kernels of ``stack``, the derivation's network as
+the stack of one vanilla cell.
 
-Typed memoryviews of the arrays that live as long as their owner (the parameters, the
-workspace, the gradients) are made once per owner and reused: made afresh, each would
-be a small Python object per array per call, about 2.5 kB for a backward pass.
+The per-cell arrays reach the stack kernels through a ``stack.Cells`` table made once per
+workspace (``cells``), and the loss kernels' typed memoryviews of the outputs are made
+once per workspace too: made afresh, each would be a small Python object per call.
 """
 import os
 import threading
 import weakref
-from operator import attrgetter, is_
 
 import threadpoolctl
 
-from .._contract import CELL_CODES
 from . import rnn, stack
 
 ISA = "baseline"
@@ -77,77 +70,24 @@ def _default_threads() -> int:
 
 stack.set_threads(_default_threads())
 
-BLAS_MIN_WORK = 2 * 32 * 32
-GEMV_FACTOR = 8
-
-PARAMS = attrgetter("U", "W", "b", "V", "c")
-WORKSPACE = attrgetter("a", "s", "o", "do", "kappa", "da", "WT")
-GRADS = attrgetter("U", "W", "b", "V", "c", "h0")
-OUTPUTS = attrgetter("o", "do")
-
 _views: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _blas(B: int, H: int) -> bool:
-    return B * H * H >= BLAS_MIN_WORK * (GEMV_FACTOR if B == 1 else 1)
-
-
-def _view(a):
-    return (rnn.view1, rnn.view2, rnn.view3)[a.ndim - 1](a)
-
-
-def _const_view(a):
-    return (rnn.const_view1, rnn.const_view2)[a.ndim - 1](a)
-
-
-def views(owner, arrays_of, make=_view):
-    """Typed memoryviews of the arrays ``arrays_of(owner)``, made on first use by
-    ``make`` (``_const_view`` for arrays the kernels only read, which may be read-only).
-
-    They are made again when an attribute has been rebound to another array. (Written
-    without generator expressions, whose frames would be allocated at every call.)
-    """
-    arrays = arrays_of(owner)
-    per_owner = _views.get(owner)
-    if per_owner is None:
-        per_owner = _views[owner] = {}
-    cached = per_owner.get(arrays_of)
-    if cached is None or not all(map(is_, arrays, cached[0])):
-        cached = per_owner[arrays_of] = (arrays, tuple(map(make, arrays)))
-    return cached[1]
-
-
-def forward(params, x, h0, ws):
-    kernel = rnn.forward_ids if x.ndim == 2 else rnn.forward_dense
-    U, W, b, V, c = views(params, PARAMS, _const_view)
-    a, s, o, _, _, _, WT = views(ws, WORKSPACE)
-    kernel(CELL_CODES[params.cell], U, W, b, V, c, x, h0, a, s, o, WT,
-           _blas(ws.B, params.hidden_size))
+def _outputs(ws):
+    """Typed memoryviews of ws.o and ws.do, made once per workspace."""
+    found = _views.get(ws)
+    if found is None:
+        found = _views[ws] = (rnn.view3(ws.o), rnn.view3(ws.do))
+    return found
 
 
 def loss(kind, reduction, y, ws):
     scale = 1.0 / y.size if reduction == "mean" else 1.0
     kernel = rnn.cross_entropy if kind == "cross_entropy" else rnn.squared_error
-    o, do = views(ws, OUTPUTS)
+    o, do = _outputs(ws)
     return kernel(o, y, scale, do)
 
 
-def backward(params, x, ws, grads):
-    kernel = rnn.backward_ids if x.ndim == 2 else rnn.backward_dense
-    _, W, _, V, _ = views(params, PARAMS, _const_view)
-    a, s, _, do, kappa, da, _ = views(ws, WORKSPACE)
-    dU, dW, db, dV, dc, dh0 = views(grads, GRADS)
-    kernel(CELL_CODES[params.cell], W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0,
-           _blas(ws.B, params.hidden_size))
-
-
-def step(params, x_t, h, a, o_out, h_out):
-    kernel = rnn.step_ids if x_t.ndim == 1 else rnn.step_dense
-    U, W, b, V, c = views(params, PARAMS, _const_view)
-    return kernel(CELL_CODES[params.cell], U, W, b, V, c, x_t, h, a, o_out, h_out)
-
-
-# ------------------------------------------------------------------------- stacks
 # The stack kernels take a ``stack.Cells``: the addresses of the per-cell arrays of one
 # (params, grads, workspace) triple, made once per workspace and made again when the
 # params or grads it was made for change.
@@ -265,21 +205,19 @@ def _run_pass(kernel, cells, T, B, *args):
         return kernel(cells, *args, threads=threads)
 
 
-def stack_forward(params, x, h0, c0, ws):
-    kernel = stack.stack_forward_ids if x.ndim == 2 else stack.stack_forward_dense
-    _run_pass(kernel, cells(params, ws, ws.grads), x.shape[0], x.shape[1], x, h0,
-              h0 if c0 is None else c0, params.V, params.c, ws.o, ws.h_T, ws.c_T)
+def forward(params, x, h0, c0, ws):
+    _run_pass(stack.stack_forward, cells(params, ws, ws.grads), x.shape[0], x.shape[1], x,
+              h0, h0 if c0 is None else c0, params.V, params.c, ws.o, ws.h_T, ws.c_T)
 
 
-def stack_backward(params, x, ws, grads):
-    kernel = stack.stack_backward_ids if x.ndim == 2 else stack.stack_backward_dense
+def backward(params, x, ws, grads):
     dh0 = grads.h0.reshape(ws.h_T.shape)
     dc0 = ws.grad_c0 if grads.c0 is None else grads.c0.reshape(dh0.shape)
-    _run_pass(kernel, cells(params, ws, grads), x.shape[0], x.shape[1], x, params.V,
-              ws.do, grads.V, grads.c, dh0, dc0)
+    _run_pass(stack.stack_backward, cells(params, ws, grads), x.shape[0], x.shape[1], x,
+              params.V, ws.do, grads.V, grads.c, dh0, dc0)
 
 
-def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
-    kernel = stack.stack_step_ids if x_t.ndim == 1 else stack.stack_step_dense
-    return kernel(cells(params, ws, ws.grads), x_t, h0, h0 if c0 is None else c0, params.V,
-                  params.c, o_out, h_out, ws.c_T if c_out is None else c_out)
+def step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
+    return stack.stack_step(cells(params, ws, ws.grads), x_t, h0, h0 if c0 is None else c0,
+                            params.V, params.c, o_out, h_out,
+                            ws.c_T if c_out is None else c_out)

@@ -4,7 +4,7 @@ Legend: T time steps, B batch, D input size, H hidden size, O output size, G gat
 (H, 4H for the LSTM, 3H for the GRU), n cells, cell i = k * dirs + d.
 
 The algorithm is that of ``fastrnn._numba.stack`` and ``fastrnn._numba.gated`` on the
-buffers of a stack ``Workspace`` (the equations are in ``fastrnn.reference.stack``,
+buffers of a ``Workspace`` (the equations are in ``fastrnn.reference.stack``,
 ``lstm`` and ``gru``): every product but the recurrence is one GEMM over all T * B rows;
 a reverse cell runs in its reading order, its projection and dL/da reversed in time in
 place; BPTT runs from the top layer down. As in ``rnn.pyx``, BLAS accumulates (beta = 1)
@@ -123,8 +123,8 @@ cdef void _gather(const floating* U, const floating* b, const int64_t* ids, int 
 
 cdef void _layers_forward(_cells.Cells cells, floating probe, const floating* h0,
                           const floating* c0, const floating* V, const floating* c,
-                          floating* o, floating* h_T, floating* c_T, int T, int B, int D,
-                          int H, int O, int threads) noexcept nogil:
+                          floating* o, floating* h_T, floating* c_T, int T, int B, int H,
+                          int O, int threads) noexcept nogil:
     """Every cell's time loop and the output layer; layer 0's gates already hold
     b + U x_t in each direction's reading order."""
     cdef int i, k, d, r, t, dirs = cells.dirs, n = cells.n, K = dirs * H
@@ -160,7 +160,7 @@ cdef void _layers_forward(_cells.Cells cells, floating probe, const floating* h0
 
 cdef void _layers_backward(_cells.Cells cells, floating probe, const floating* V,
                            const floating* do, floating* dV, floating* dc, floating* dh0,
-                           floating* dc0, int T, int B, int D, int H, int O,
+                           floating* dc0, int T, int B, int H, int O,
                            int threads) noexcept nogil:
     """BPTT from the output layer down; layer 0's dU and db are left to the caller."""
     cdef int i, k, d, r, t, dirs = cells.dirs, n = cells.n, K = dirs * H
@@ -203,185 +203,150 @@ cdef void _layers_backward(_cells.Cells cells, floating probe, const floating* V
 
 # ---------------------------------------------------------------------- public kernels
 
-def stack_forward_dense(_cells.Cells cells,
-                        const floating[:, :, ::1] x,      # IN  (T, B, D)
-                        const floating[:, :, ::1] h0,     # IN  (n, B, H), may be h_T
-                        const floating[:, :, ::1] c0,     # IN  (n, B, H), LSTM; may be c_T
-                        const floating[:, ::1] V,         # IN  (O, dirs H)
-                        const floating[::1] c,            # IN  (O,)
-                        floating[:, :, ::1] o,            # OUT (T, B, O)
-                        floating[:, :, ::1] h_T,          # OUT (n, B, H)
-                        floating[:, :, ::1] c_T,          # OUT (n, B, H), LSTM
-                        int threads=1):
-    """Forward pass of a stack for dense inputs; the buffers of ``cells`` are filled.
+cdef void _project_input(_cells.Cells cells, floating probe, object x, bint step, int d,
+                         int G, int threads) except *:
+    """Cell d's gates = b + U x_t for every row of layer 0's input x: one GEMM for dense
+    x, a gather of U's columns for token ids. x is (T, B, D) or ids (T, B) for a
+    sequence, (B, D) or ids (B,) for a ``step``."""
+    cdef const floating[:, :, ::1] x3
+    cdef const floating[:, ::1] x2
+    cdef const int64_t[:, ::1] ids2
+    cdef const int64_t[::1] ids1
+    cdef const floating* dense = NULL
+    cdef const int64_t* ids = NULL
+    cdef int D = cells.arrays["U"][d].shape[1], N
+    if x.ndim == (1 if step else 2):
+        if step:
+            ids1 = x
+            ids, N = &ids1[0], ids1.shape[0]
+        else:
+            ids2 = x
+            ids, N = &ids2[0, 0], ids2.shape[0] * ids2.shape[1]
+        with nogil:
+            _gather(at(cells, F_U, d, probe), at(cells, F_B, d, probe), ids, N, D,
+                    at(cells, F_GATES, d, probe), G)
+        return
+    if step:
+        x2 = x
+        dense, N = &x2[0, 0], x2.shape[0]
+    else:
+        x3 = x
+        dense, N = &x3[0, 0, 0], x3.shape[0] * x3.shape[1]
+    with nogil:
+        _project(at(cells, F_U, d, probe), at(cells, F_B, d, probe), dense, N, D,
+                 at(cells, F_GATES, d, probe), G, threads)
+
+
+cdef void _input_grads(_cells.Cells cells, floating probe, object x, int d, int G,
+                       int threads) except *:
+    """Cell d's dU and db from its dL/da_t, in time order, and layer 0's input x: one
+    GEMM for dense x, a scatter-add into dU's columns for token ids (dL/da_t e_i^T adds
+    dL/da_t to column i)."""
+    cdef const floating[:, :, ::1] dense
+    cdef const int64_t[:, ::1] ids
+    cdef int D = cells.arrays["U"][d].shape[1], N = x.shape[0] * x.shape[1], r, j
+    cdef Py_ssize_t col
+    cdef floating* da = at(cells, F_DA, d, probe)
+    cdef floating* dU = at(cells, F_DU, d, probe)
+    cdef const int64_t* cols
+    if x.ndim == 2:
+        ids = x
+        cols = &ids[0, 0]
+        with nogil:
+            for j in range(G * D):
+                dU[j] = 0
+            for r in range(N):
+                col = cols[r]
+                for j in range(G):
+                    dU[j * D + col] += da[r * G + j]
+    else:
+        dense = x
+        with nogil:
+            threaded_gemm(threads, Trans, NoTrans, G, D, N, 1, da, G, &dense[0, 0, 0], D,
+                          0, dU, D)
+    with nogil:
+        threaded_sum_rows(threads, da, N, G, at(cells, F_DB, d, probe))
+
+
+def stack_forward(_cells.Cells cells,
+                  x,                                  # IN  (T, B, D), or (T, B) token ids
+                  const floating[:, :, ::1] h0,       # IN  (n, B, H), may be h_T
+                  const floating[:, :, ::1] c0,       # IN  (n, B, H), LSTM; may be c_T
+                  const floating[:, ::1] V,           # IN  (O, dirs H)
+                  const floating[::1] c,              # IN  (O,)
+                  floating[:, :, ::1] o,              # OUT (T, B, O)
+                  floating[:, :, ::1] h_T,            # OUT (n, B, H)
+                  floating[:, :, ::1] c_T,            # OUT (n, B, H), LSTM
+                  int threads=1):
+    """Forward pass of a stack; the buffers of ``cells`` are filled.
 
     ``threads``: as ``pass_threads`` says (more than one only with BLAS limited to one
     thread for the call)."""
-    cdef int T = x.shape[0], B = x.shape[1], D = x.shape[2], H = h0.shape[2]
+    cdef int T = x.shape[0], B = x.shape[1], H = h0.shape[2]
+    cdef int O = V.shape[0], d, G = cells.arrays["W"][0].shape[0]
+    cdef floating probe = 0
+    _check(cells, sizeof(floating), threads)
+    for d in range(cells.dirs):
+        _project_input(cells, probe, x, False, d, G, threads)
+        if d == 1:
+            reverse_time(at(cells, F_GATES, d, probe), T, B * G)
+    with nogil:
+        _layers_forward(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
+                        &o[0, 0, 0], &h_T[0, 0, 0], &c_T[0, 0, 0], T, B, H, O, threads)
+
+
+def stack_backward(_cells.Cells cells,
+                   x,                                 # IN  (T, B, D), or (T, B) token ids
+                   const floating[:, ::1] V,          # IN  (O, dirs H)
+                   const floating[:, :, ::1] do,      # IN  (T, B, O)
+                   floating[:, ::1] dV,               # OUT (O, dirs H)
+                   floating[::1] dc,                  # OUT (O,)
+                   floating[:, :, ::1] dh0,           # OUT (n, B, H)
+                   floating[:, :, ::1] dc0,           # OUT (n, B, H), LSTM
+                   int threads=1):
+    """BPTT through a stack, after its forward pass and the loss; ``threads`` as for
+    ``stack_forward``."""
+    cdef int T = x.shape[0], B = x.shape[1], H = dh0.shape[2]
     cdef int O = V.shape[0], d, G = cells.arrays["W"][0].shape[0]
     cdef floating probe = 0
     _check(cells, sizeof(floating), threads)
     with nogil:
-        for d in range(cells.dirs):
-            _project(at(cells, F_U, d, probe), at(cells, F_B, d, probe), &x[0, 0, 0],
-                     T * B, D, at(cells, F_GATES, d, probe), G, threads)
-            if d == 1:
-                reverse_time(at(cells, F_GATES, d, probe), T, B * G)
-        _layers_forward(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
-                        &o[0, 0, 0], &h_T[0, 0, 0], &c_T[0, 0, 0], T, B, D, H, O,
-                        threads)
-
-
-def stack_forward_ids(_cells.Cells cells,
-                      const int64_t[:, ::1] x,            # IN  (T, B) token ids in [0, D)
-                      const floating[:, :, ::1] h0,
-                      const floating[:, :, ::1] c0,
-                      const floating[:, ::1] V,
-                      const floating[::1] c,
-                      floating[:, :, ::1] o,
-                      floating[:, :, ::1] h_T,
-                      floating[:, :, ::1] c_T,
-                      int threads=1):
-    """Forward pass of a stack for token ids: U x_t is column x_t of U, gathered."""
-    cdef int T = x.shape[0], B = x.shape[1], H = h0.shape[2], O = V.shape[0]
-    cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
-    cdef int d
-    cdef floating probe = 0
-    _check(cells, sizeof(floating), threads)
-    with nogil:
-        for d in range(cells.dirs):
-            _gather(at(cells, F_U, d, probe), at(cells, F_B, d, probe), &x[0, 0], T * B,
-                    D, at(cells, F_GATES, d, probe), G)
-            if d == 1:
-                reverse_time(at(cells, F_GATES, d, probe), T, B * G)
-        _layers_forward(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
-                        &o[0, 0, 0], &h_T[0, 0, 0], &c_T[0, 0, 0], T, B, D, H, O,
-                        threads)
-
-
-def stack_backward_dense(_cells.Cells cells,
-                         const floating[:, :, ::1] x,     # IN  (T, B, D)
-                         const floating[:, ::1] V,        # IN  (O, dirs H)
-                         const floating[:, :, ::1] do,    # IN  (T, B, O)
-                         floating[:, ::1] dV,             # OUT (O, dirs H)
-                         floating[::1] dc,                # OUT (O,)
-                         floating[:, :, ::1] dh0,         # OUT (n, B, H)
-                         floating[:, :, ::1] dc0,         # OUT (n, B, H), LSTM
-                         int threads=1):
-    """BPTT through a stack for dense inputs, after its forward pass and the loss;
-    ``threads`` as for ``stack_forward_dense``."""
-    cdef int T = x.shape[0], B = x.shape[1], D = x.shape[2], H = dh0.shape[2]
-    cdef int O = V.shape[0], d, G = cells.arrays["W"][0].shape[0]
-    cdef floating probe = 0
-    cdef floating* da
-    _check(cells, sizeof(floating), threads)
-    with nogil:
         _layers_backward(cells, probe, &V[0, 0], &do[0, 0, 0], &dV[0, 0], &dc[0],
-                         &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, D, H, O, threads)
-        for d in range(cells.dirs):
-            da = at(cells, F_DA, d, probe)
-            threaded_gemm(threads, Trans, NoTrans, G, D, T * B, 1, da, G, &x[0, 0, 0], D,
-                          0, at(cells, F_DU, d, probe), D)
-            threaded_sum_rows(threads, da, T * B, G, at(cells, F_DB, d, probe))
+                         &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, H, O, threads)
+    for d in range(cells.dirs):
+        _input_grads(cells, probe, x, d, G, threads)
 
 
-def stack_backward_ids(_cells.Cells cells,
-                       const int64_t[:, ::1] x,           # IN  (T, B) token ids in [0, D)
-                       const floating[:, ::1] V,
-                       const floating[:, :, ::1] do,
-                       floating[:, ::1] dV,
-                       floating[::1] dc,
-                       floating[:, :, ::1] dh0,
-                       floating[:, :, ::1] dc0,
-                       int threads=1):
-    """BPTT for token ids: dL/da_t e_i^T adds da_t to column i of dU (a scatter)."""
-    cdef int T = x.shape[0], B = x.shape[1], H = dh0.shape[2], O = V.shape[0]
-    cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
-    cdef int d, t, r, j
-    cdef Py_ssize_t col
-    cdef floating probe = 0
-    cdef floating* da
-    cdef floating* dU
-    _check(cells, sizeof(floating), threads)
-    with nogil:
-        _layers_backward(cells, probe, &V[0, 0], &do[0, 0, 0], &dV[0, 0], &dc[0],
-                         &dh0[0, 0, 0], &dc0[0, 0, 0], T, B, D, H, O, threads)
-        for d in range(cells.dirs):
-            da, dU = at(cells, F_DA, d, probe), at(cells, F_DU, d, probe)
-            for j in range(G * D):
-                dU[j] = 0
-            for t in range(T):
-                for r in range(B):
-                    col = x[t, r]
-                    for j in range(G):
-                        dU[j * D + col] += da[(t * B + r) * G + j]
-            threaded_sum_rows(threads, da, T * B, G, at(cells, F_DB, d, probe))
+def stack_step(_cells.Cells cells,
+               x_t,                                   # IN  (B, D), or (B,) token ids
+               const floating[:, :, ::1] h0,          # IN  (n, B, H), may be h_out
+               const floating[:, :, ::1] c0,          # IN  (n, B, H), LSTM; may be c_out
+               const floating[:, ::1] V,              # IN  (O, H)
+               const floating[::1] c,                 # IN  (O,)
+               floating[:, ::1] o_out,                # OUT (B, O)
+               floating[:, :, ::1] h_out,             # OUT (n, B, H)
+               floating[:, :, ::1] c_out):            # OUT (n, B, H), LSTM
+    """One streaming step of a one-direction stack: its forward pass over x_t.
 
-
-def stack_step_dense(_cells.Cells cells,
-                     const floating[:, ::1] x_t,          # IN  (B, D)
-                     const floating[:, :, ::1] h0,        # IN  (n, B, H), may be h_out
-                     const floating[:, :, ::1] c0,        # IN  (n, B, H), LSTM; may be c_out
-                     const floating[:, ::1] V,            # IN  (O, H)
-                     const floating[::1] c,               # IN  (O,)
-                     floating[:, ::1] o_out,              # OUT (B, O)
-                     floating[:, :, ::1] h_out,           # OUT (n, B, H)
-                     floating[:, :, ::1] c_out):          # OUT (n, B, H), LSTM
-    """One streaming step of a one-direction stack: its forward pass over x_t (B, D).
-
-    As ``stack_forward_dense`` with T = 1, on the buffers of a workspace for T = 1, but
-    the outputs go straight to o_out, h_out and c_out, which may be h0 and c0 (each
-    cell copies its h0 and c0 before it writes). Returns STEP_OK, STEP_BAD_INPUT when
+    As ``stack_forward`` with T = 1, on the buffers of a workspace for T = 1, but the
+    outputs go straight to o_out, h_out and c_out, which may be h0 and c0 (each cell
+    copies its h0 and c0 before it writes). Returns STEP_OK, STEP_BAD_INPUT when a dense
     x_t is not finite (nothing is written), or STEP_BAD_OUTPUT.
     """
-    cdef int B = x_t.shape[0], D = x_t.shape[1], H = h0.shape[2], O = V.shape[0]
-    cdef int G = cells.arrays["W"][0].shape[0], status
-    cdef floating probe = 0
-    _check_step(cells, sizeof(floating))
-    with nogil:
-        if not all_finite(&x_t[0, 0], B * D):
-            status = STEP_BAD_INPUT
-        else:
-            fill_rows(at(cells, F_GATES, 0, probe), B, at(cells, F_B, 0, probe), G)
-            add_rows_times(&x_t[0, 0], B, D, at(cells, F_U, 0, probe), Trans, G,
-                           at(cells, F_GATES, 0, probe))
-            status = _step_layers(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0],
-                                  &c[0], &o_out[0, 0], &h_out[0, 0, 0], &c_out[0, 0, 0], B,
-                                  D, H, O)
-    return status
-
-
-def stack_step_ids(_cells.Cells cells,
-                   const int64_t[::1] x_t,                # IN  (B,) token ids in [0, D)
-                   const floating[:, :, ::1] h0,
-                   const floating[:, :, ::1] c0,
-                   const floating[:, ::1] V,
-                   const floating[::1] c,
-                   floating[:, ::1] o_out,
-                   floating[:, :, ::1] h_out,
-                   floating[:, :, ::1] c_out):
-    """One streaming step for token ids x_t (B,); as ``stack_step_dense``."""
     cdef int B = x_t.shape[0], H = h0.shape[2], O = V.shape[0]
-    cdef int D = cells.arrays["U"][0].shape[1], G = cells.arrays["W"][0].shape[0]
-    cdef int status
+    cdef int G = cells.arrays["W"][0].shape[0]
+    cdef const floating[:, ::1] dense
     cdef floating probe = 0
     _check_step(cells, sizeof(floating))
+    if x_t.ndim == 2:
+        dense = x_t
+        if not all_finite(&dense[0, 0], B * dense.shape[1]):
+            return STEP_BAD_INPUT
+    _project_input(cells, probe, x_t, True, 0, G, 1)
     with nogil:
-        _gather(at(cells, F_U, 0, probe), at(cells, F_B, 0, probe), &x_t[0], B, D,
-                at(cells, F_GATES, 0, probe), G)
-        status = _step_layers(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
-                              &o_out[0, 0], &h_out[0, 0, 0], &c_out[0, 0, 0], B, D, H, O)
-    return status
-
-
-cdef int _step_layers(_cells.Cells cells, floating probe, const floating* h0,
-                      const floating* c0, const floating* V, const floating* c,
-                      floating* o_out, floating* h_out, floating* c_out, int B, int D,
-                      int H, int O) noexcept nogil:
-    """A step's layers and output, layer 0's gates holding b + U x_t; returns STEP_OK
-    or STEP_BAD_OUTPUT."""
-    _layers_forward(cells, probe, h0, c0, V, c, o_out, h_out, c_out, 1, B, D, H, O, 1)
-    return STEP_OK if all_finite(o_out, B * O) else STEP_BAD_OUTPUT
+        _layers_forward(cells, probe, &h0[0, 0, 0], &c0[0, 0, 0], &V[0, 0], &c[0],
+                        &o_out[0, 0], &h_out[0, 0, 0], &c_out[0, 0, 0], 1, B, H, O, 1)
+    return STEP_OK if all_finite(&o_out[0, 0], B * O) else STEP_BAD_OUTPUT
 
 
 def _check(_cells.Cells cells, size_t itemsize, int threads=1):

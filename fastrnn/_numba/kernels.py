@@ -1,12 +1,15 @@
 """The Numba backend behind the kernel contract (documented in fastrnn.backends).
 
+Every network runs through the stack kernels of ``stack``; a streaming step of the
+derivation's network (one vanilla cell) has a fused kernel of its own (``rnn.step``).
+
 The time loop multiplies a (B, H) block by W at every step. Through BLAS that costs a
 call of a few hundred nanoseconds plus the product; plain compiled loops have no call
 cost but do not block for the cache. ``BLAS_MIN_WORK`` is the crossover in B * H * H
 measured with ``benchmarks/crossover.py`` on the development machine (2 cores, T=25,
 D=O=64): loops win at B = 1 up to H = 100 (B * H * H = 10,000), the two tie around
-16,384, and BLAS wins everywhere from 65,536 on, by up to 2.2x. Stacks use
-``BLAS_MIN_WORK_GATED``: gated cells multiply by a W three or four times taller, and in a
+16,384, and BLAS wins everywhere from 65,536 on, by up to 2.2x. Gated cells use
+``BLAS_MIN_WORK_GATED``: they multiply by a W three or four times taller, and in a
 float32 training step (T = 25, D = O = 64) the loops won up to B * H * H of about 4,096.
 """
 import weakref
@@ -20,18 +23,10 @@ BLAS_MIN_WORK = 16384
 BLAS_MIN_WORK_GATED = 4096
 
 
-def _blas(B: int, H: int) -> bool:
-    return B * H * H >= BLAS_MIN_WORK
-
-
-def _blas_gated(B: int, H: int) -> bool:
-    return B * H * H >= BLAS_MIN_WORK_GATED
-
-
-def forward(params, x, h0, ws):
-    kernel = rnn.forward_ids if x.ndim == 2 else rnn.forward_dense
-    kernel(CELL_CODES[params.cell], params.U, params.W, params.b, params.V, params.c, x, h0,
-           ws.a, ws.s, ws.o, ws.WT, _blas(ws.B, params.hidden_size))
+def _blas(params, B: int) -> bool:
+    H = params.hidden_size
+    gated = params.gate_rows != H
+    return B * H * H >= (BLAS_MIN_WORK_GATED if gated else BLAS_MIN_WORK)
 
 
 def loss(kind, reduction, y, ws):
@@ -40,20 +35,6 @@ def loss(kind, reduction, y, ws):
     return kernel(ws.o, y, scale, ws.do)
 
 
-def backward(params, x, ws, grads):
-    kernel = rnn.backward_ids if x.ndim == 2 else rnn.backward_dense
-    kernel(CELL_CODES[params.cell], params.W, params.V, x, ws.a, ws.s, ws.do, ws.kappa,
-           ws.da, grads.U, grads.W, grads.b, grads.V, grads.c, grads.h0,
-           _blas(ws.B, params.hidden_size))
-
-
-def step(params, x_t, h, a, o_out, h_out):
-    kernel = rnn.step_ids if x_t.ndim == 1 else rnn.step_dense
-    return kernel(CELL_CODES[params.cell], params.U, params.W, params.b, params.V, params.c,
-                  x_t, h, a, o_out, h_out)
-
-
-# ------------------------------------------------------------------------- stacks
 # The stack kernels read per-cell arrays through offset tables (see ``stack``), built
 # once per Params and Workspace object and kept while the object lives.
 
@@ -82,7 +63,7 @@ def _weight_table(params):
 
 
 def _buffer_table(ws):
-    """The buffers table of a stack Workspace (columns ``stack.BUFFERS``)."""
+    """The buffers table of a Workspace (columns ``stack.BUFFERS``)."""
     found = _tables.get(ws)
     if found is None:
         arena, dirs = ws.arena, len(ws.cells) // len(ws.Y)
@@ -93,23 +74,25 @@ def _buffer_table(ws):
     return found
 
 
-def stack_forward(params, x, h0, c0, ws):
+def forward(params, x, h0, c0, ws):
     stack.stack_forward(CELL_CODES[params.cell], params.num_directions, x, params.data,
                         _weight_table(params), params.V, params.c, h0,
                         h0 if c0 is None else c0, ws.arena, _buffer_table(ws), ws.o,
-                        ws.h_T, ws.c_T, ws.scratch, _blas_gated(ws.B, params.hidden_size))
+                        ws.h_T, ws.c_T, ws.scratch, _blas(params, ws.B))
 
 
-def stack_backward(params, x, ws, grads):
+def backward(params, x, ws, grads):
     dh0 = grads.h0.reshape(ws.h_T.shape)
     dc0 = ws.grad_c0 if grads.c0 is None else grads.c0.reshape(dh0.shape)
     stack.stack_backward(CELL_CODES[params.cell], params.num_directions, x, params.data,
                          _weight_table(params), params.V, ws.arena, _buffer_table(ws),
-                         ws.do, grads.data, grads.V, grads.c, dh0, dc0,
-                         _blas_gated(ws.B, params.hidden_size))
+                         ws.do, grads.data, grads.V, grads.c, dh0, dc0, _blas(params, ws.B))
 
 
-def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
+def step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
+    if params.num_layers == 1 and params.gate_rows == params.hidden_size:
+        return rnn.step(CELL_CODES[params.cell], params.U, params.W, params.b, params.V,
+                        params.c, x_t, h0[0], ws.scratch[0], o_out, h_out[0])
     return stack.stack_step(CELL_CODES[params.cell], x_t, params.data, _weight_table(params),
                             params.V, params.c, h0, h0 if c0 is None else c0, ws.arena,
                             _buffer_table(ws), o_out, h_out,

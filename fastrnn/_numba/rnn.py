@@ -1,12 +1,14 @@
-"""Fused vanilla-RNN kernels compiled with Numba.
+"""The vanilla cell, the loss kernels and the streaming step of one vanilla cell,
+compiled with Numba.
 
 Legend: T time steps, B batch, D input size, H hidden size, O output size.
 
-The equations are those of ``fastrnn.reference.rnn``; the arrays are those of a
-``Workspace`` (a (T, B, H), s (T + 1, B, H), o and do (T, B, O), kappa and da (T, B, H)).
-Every kernel is a pure function of IN arrays that writes OUT arrays and allocates
-nothing. Only the recurrence through W is sequential, so everything else is done for all
-T * B rows at once:
+The equations are those of ``fastrnn.reference.rnn``. The vanilla cell's time loops
+(``_recurrence``, ``_bptt``) run inside the stack kernels of ``stack.py``, which hand them
+a cell's buffers of the ``Workspace``: a = gates (T, B, H), s = h (T + 1, B, H), kappa
+and da (T, B, H). Every kernel is a pure function of IN arrays that writes OUT arrays
+and allocates nothing. Only the recurrence through W is sequential; everything else is
+done for all T * B rows at once by the stack kernels:
 
     forward   A = X U^T + b (one GEMM, or a gather for token ids)
               for t: a_t += W s_{t-1}; s_t = f(a_t)      (the only loop over time)
@@ -29,8 +31,6 @@ from .._contract import SIGMOID, STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK, TANH
 from .._vec import all_finite as _all_finite
 from .._vec import flat as _flat
 from .vecmath import exp, sigmoid, tanh
-
-CROSS_ENTROPY, MSE = 0, 1
 
 
 # ------------------------------------------------------------------ elementwise pieces
@@ -186,24 +186,6 @@ def project_ids(U, b, x, a):
 
 
 @jit
-def forward_dense(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
-    """Forward pass for dense inputs x (T, B, D); fills a, s and o."""
-    project_dense(U, b, x, a)
-    _recurrence(act, W, WT, h0, a, s, blas)
-    _output(V, c, s[1:], o)
-
-
-@jit
-def forward_ids(act, U, W, b, V, c, x, h0, a, s, o, WT, blas):
-    """Forward pass for token ids x (T, B): U x_t is column x_t of U, gathered."""
-    project_ids(U, b, x, a)
-    _recurrence(act, W, WT, h0, a, s, blas)
-    _output(V, c, s[1:], o)
-
-
-# --------------------------------------------------------------------------- losses
-
-@jit
 def _max(v):
     """max(v) over a 1-D array, with four running maxima to hide the latency."""
     m0 = m1 = m2 = m3 = v[0]
@@ -324,44 +306,6 @@ def _bptt(act, W, a, s, kappa, da, dh0, blas):
     np.dot(da[0], W, dh0)
 
 
-@jit
-def _backward_common(act, W, V, a, s, do, kappa, da, dW, db, dV, dc, dh0, blas):
-    """Everything but dU: returns dA (T * B, H) for the caller's input gradient."""
-    T, B, H = a.shape
-    O = do.shape[2]
-    do2 = do.reshape(T * B, O)
-    np.dot(do2, V, kappa.reshape(T * B, H))
-    _bptt(act, W, a, s, kappa, da, dh0, blas)
-    da2 = da.reshape(T * B, H)
-    np.dot(da2.T, s[:T].reshape(T * B, H), dW)
-    _sum_rows(da2, db)
-    np.dot(do2.T, s[1:].reshape(T * B, H), dV)
-    _sum_rows(do2, dc)
-    return da2
-
-
-@jit
-def backward_dense(act, W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0, blas):
-    """BPTT for dense inputs x (T, B, D); fills kappa, da and every gradient."""
-    T, B, D = x.shape
-    da2 = _backward_common(act, W, V, a, s, do, kappa, da, dW, db, dV, dc, dh0, blas)
-    np.dot(da2.T, x.reshape(T * B, D), dU)
-
-
-@jit
-def backward_ids(act, W, V, x, a, s, do, kappa, da, dU, dW, db, dV, dc, dh0, blas):
-    """BPTT for token ids x (T, B): dL/da_t e_i^T adds da_t to column i of dU."""
-    T, B = x.shape
-    H = W.shape[0]
-    _backward_common(act, W, V, a, s, do, kappa, da, dW, db, dV, dc, dh0, blas)
-    dU[:] = 0.0
-    for t in range(T):
-        for r in range(B):
-            col = x[t, r]
-            for i in range(H):
-                dU[i, col] += da[t, r, i]
-
-
 # ----------------------------------------------------------------------- streaming
 # One step of online inference at small sizes is dominated by matrix-vector products
 # that are row dot products here. ``_dot`` is compiled with reassociation allowed (and
@@ -379,13 +323,27 @@ def _dot(u, v):
 
 
 @jit
-def _step_finish(act, W, V, c, h, a, o_out, h_out):
-    """a += W h; h_out = f(a); o_out = c + V h_out.  ``a`` is scratch: h_out may be h.
+def step(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
+    """One step: a = b + U x_t + W h; h_out = f(a); o_out = c + V h_out.
 
-    Returns STEP_OK, or STEP_BAD_OUTPUT when o_out is not finite.
+    x_t (B, D), or token ids (B,) whose U x_t is a column of U; h, a, h_out (B, H);
+    o_out (B, O). Returns STEP_OK, STEP_BAD_INPUT when a dense x_t is not finite
+    (nothing is written), or STEP_BAD_OUTPUT. Numba compiles only the branch of x_t's
+    kind.
     """
     B, H = h.shape
     O = V.shape[0]
+    if x_t.ndim == 1:
+        for r in range(B):
+            col = x_t[r]
+            for i in range(H):
+                a[r, i] = b[i] + U[i, col]
+    else:
+        if not _all_finite(x_t):
+            return STEP_BAD_INPUT
+        for r in range(B):
+            for i in range(H):
+                a[r, i] = b[i] + _dot(U[i], x_t[r])
     for r in range(B):
         for i in range(H):
             a[r, i] += _dot(W[i], h[r])
@@ -394,30 +352,3 @@ def _step_finish(act, W, V, c, h, a, o_out, h_out):
         for k in range(O):
             o_out[r, k] = c[k] + _dot(V[k], h_out[r])
     return STEP_OK if _all_finite(o_out) else STEP_BAD_OUTPUT
-
-
-@jit
-def step_dense(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
-    """One step: a = b + U x_t + W h; h_out = f(a); o_out = c + V h_out.
-
-    x_t (B, D); h, a, h_out (B, H); o_out (B, O). Returns STEP_OK, STEP_BAD_INPUT when
-    x_t is not finite (nothing is written), or STEP_BAD_OUTPUT.
-    """
-    if not _all_finite(x_t):
-        return STEP_BAD_INPUT
-    B, H = h.shape
-    for r in range(B):
-        for i in range(H):
-            a[r, i] = b[i] + _dot(U[i], x_t[r])
-    return _step_finish(act, W, V, c, h, a, o_out, h_out)
-
-
-@jit
-def step_ids(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
-    """One step for token ids x_t (B,): a = b + U[:, x_t] + W h; see ``step_dense``."""
-    B, H = h.shape
-    for r in range(B):
-        col = x_t[r]
-        for i in range(H):
-            a[r, i] = b[i] + U[i, col]
-    return _step_finish(act, W, V, c, h, a, o_out, h_out)

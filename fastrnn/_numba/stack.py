@@ -14,7 +14,7 @@ A reverse cell runs the same kernels over the sequence in its reading order, las
 first. Its input projection is computed for all steps at once and then reversed in time
 in place; its states are written into the layer's Y reversed back, and in BPTT its dL/da
 is reversed into time order before dU and dL/dx are taken. Each cell's buffers (of the
-stack ``Workspace``) thus stay contiguous and the single-layer kernels run unchanged.
+``Workspace``) thus stay contiguous and the single-layer kernels run unchanged.
 
 Per-cell arrays reach the kernels as one flat array and a table of offsets, as the Cython
 backend's cells table does: ``weights`` is the flat data of a Params (or of its Grads,
@@ -59,12 +59,13 @@ def _cell_weights(data, wtab, i, H):
 
 @jit
 def _cell_buffers(arena, btab, i, T, B, H, G):
-    """Cell i's gates, aux, h, kappa, da, dah and WT (see the stack ``Workspace``):
-    views into arena."""
+    """Cell i's gates, aux, h, kappa, da, dah and WT (see the ``Workspace``): views
+    into arena; a vanilla cell's (G = H) aux and dah have no time steps."""
     at = btab[i]
-    return (_view(arena, at[0], (T, B, G)), _view(arena, at[1], (T + 1, B, H)),
+    gated = G != H
+    return (_view(arena, at[0], (T, B, G)), _view(arena, at[1], (T + 1 if gated else 0, B, H)),
             _view(arena, at[2], (T + 1, B, H)), _view(arena, at[3], (T, B, H)),
-            _view(arena, at[4], (T, B, G)), _view(arena, at[5], (T, B, H)),
+            _view(arena, at[4], (T, B, G)), _view(arena, at[5], (T if gated else 0, B, H)),
             _view(arena, at[6], (H, G)))
 
 
@@ -192,7 +193,7 @@ def stack_forward(cell, dirs, x, weights, wtab, V, c, h0, c0, arena, btab, o, h_
         V (O, dirs H), c (O,); h0 and c0 (n, B, H) (c0 read for the LSTM only; they may
         be h_T, c_T).
     OUT through arena and btab, every cell's gates, aux, h and every layer's Y (see the
-        stack ``Workspace``); o (T, B, O); h_T and c_T (n, B, H).
+        ``Workspace``); o (T, B, O); h_T and c_T (n, B, H).
     Scratch the cells' WT, scratch (1, B, G).
     """
     T, B = x.shape[:2]

@@ -1,7 +1,8 @@
 """The reference behind the kernel contract (documented in ``fastrnn.backends``).
 
 The reference computes with its own temporaries and copies into the workspace: it is
-the specification, not the fast path.
+the specification, not the fast path. Every network goes through ``stack``, which builds
+it from the single-layer cells.
 """
 import numpy as np
 
@@ -9,10 +10,12 @@ from .._contract import STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
 from . import rnn, stack
 
 
-def forward(params, x, h0, ws):
-    a, s, o = rnn.rnn_forward(params.U, params.W, params.b, params.V, params.c, x, h0,
-                              params.cell)
-    ws.a[...], ws.s[...], ws.o[...] = a, s, o
+def forward(params, x, h0, c0, ws):
+    o, cache = stack.stack_forward(params, x, h0, c0)
+    ws.o[...], ws.h_T[...] = o, cache["h_T"]
+    if c0 is not None:
+        ws.c_T[...] = cache["c_T"]
+    ws.reference_cache = cache          # the reference keeps its own forward cache
 
 
 def loss(kind, reduction, y, ws):
@@ -22,32 +25,6 @@ def loss(kind, reduction, y, ws):
 
 
 def backward(params, x, ws, grads):
-    g = rnn.bptt(params.U, params.W, params.V, x, ws.a, ws.s, ws.do, params.cell)
-    for name in params.names:
-        getattr(grads, name)[...] = g["d" + name]
-    grads.h0[...] = g["dh0"]
-    ws.kappa[...], ws.da[...] = g["kappa"], g["da"]
-
-
-def step(params, x_t, h, a, o_out, h_out):
-    if not np.isfinite(x_t).all():
-        return STEP_BAD_INPUT
-    _, s, o = rnn.rnn_forward(params.U, params.W, params.b, params.V, params.c,
-                              x_t[None], h, params.cell)
-    h_out[...] = s[1]
-    o_out[...] = o[0]
-    return STEP_OK if np.isfinite(o_out).all() else STEP_BAD_OUTPUT
-
-
-def stack_forward(params, x, h0, c0, ws):
-    o, cache = stack.stack_forward(params, x, h0, c0)
-    ws.o[...], ws.h_T[...] = o, cache["h_T"]
-    if c0 is not None:
-        ws.c_T[...] = cache["c_T"]
-    ws.reference_cache = cache          # the reference keeps its own forward cache
-
-
-def stack_backward(params, x, ws, grads):
     g = stack.stack_bptt(params, x, ws.reference_cache, ws.do)
     for name in params.names:
         getattr(grads, name)[...] = g["d" + name]
@@ -58,11 +35,11 @@ def stack_backward(params, x, ws, grads):
         cell.kappa[...] = kappa
 
 
-def stack_step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
-    """``stack_forward`` over a sequence of one step."""
+def step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
+    """``forward`` over a sequence of one step."""
     if not np.isfinite(x_t).all():
         return STEP_BAD_INPUT
-    stack_forward(params, x_t[None], h0, c0, ws)
+    forward(params, x_t[None], h0, c0, ws)
     o_out[...] = ws.o[0]
     h_out[...] = ws.h_T
     if c_out is not None:
