@@ -102,7 +102,8 @@ NRT_SCRIPT = textwrap.dedent("""
         params = fastrnn.init_params(16, 64, 8, dtype=dtype, seed=0)
         p = (params.U, params.W, params.b, params.V, params.c)
         for x_t in (rng.integers(0, 16, 4), rng.standard_normal((4, 16)).astype(dtype)):
-            h, a, o = np.zeros((4, 64), dtype), np.zeros((4, 64), dtype), np.zeros((4, 8), dtype)
+            h, a = np.zeros((1, 4, 64), dtype), np.zeros((1, 4, 64), dtype)
+            o = np.zeros((4, 8), dtype)
             args = (rnn.step, p, x_t, h, a, o)
             stream(1, *args)
             assert allocations(stream, 1, *args) == allocations(stream, 50, *args)

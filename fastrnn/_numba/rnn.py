@@ -326,11 +326,12 @@ def _dot(u, v):
 def step(act, U, W, b, V, c, x_t, h, a, o_out, h_out):
     """One step: a = b + U x_t + W h; h_out = f(a); o_out = c + V h_out.
 
-    x_t (B, D), or token ids (B,) whose U x_t is a column of U; h, a, h_out (B, H);
-    o_out (B, O). Returns STEP_OK, STEP_BAD_INPUT when a dense x_t is not finite
-    (nothing is written), or STEP_BAD_OUTPUT. Numba compiles only the branch of x_t's
-    kind.
+    x_t (B, D), or token ids (B,) whose U x_t is a column of U; h, a, h_out (1, B, H),
+    the state and scratch of a one-cell stack (h_out may be h); o_out (B, O). Returns
+    STEP_OK, STEP_BAD_INPUT when a dense x_t is not finite (nothing is written), or
+    STEP_BAD_OUTPUT. Numba compiles only the branch of x_t's kind.
     """
+    h, a, h_out = h[0], a[0], h_out[0]
     B, H = h.shape
     O = V.shape[0]
     if x_t.ndim == 1:
