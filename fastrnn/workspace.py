@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 
-from .params import Grads, Params, _check_size, allocate
+from .params import Grads, Params, _check_size, allocate, memory_limit
 
 
 _CELL_BUFFERS = ("gates", "aux", "h", "kappa", "da", "dah", "WT")
@@ -62,9 +62,20 @@ def _buffers(T: int, B: int, params: Params):
     return tuple(table)
 
 
+# The most elements one buffer may hold: the compiled kernels pass its sizes to BLAS and
+# index it with 32-bit ints.
+MAX_BUFFER = 2**31 - 1
+
+
 def _arena(table, dtype, T: int, B: int, params: Params):
     """One zeroed allocation for a sizes table, and a dict of views into it."""
-    arena = allocate(sum(math.prod(shape) for _, shape in table), dtype, lambda: (
+    size = sum(math.prod(shape) for _, shape in table)
+    shape = max((shape for _, shape in table), key=math.prod)
+    if math.prod(shape) > MAX_BUFFER and size * dtype.itemsize <= memory_limit():
+        raise ValueError(f"T, B: a workspace for T={T} steps in batches of B={B} needs "
+                         f"a buffer of shape {shape}, {math.prod(shape):,} elements; the kernels "
+                         f"take at most {MAX_BUFFER:,} in one buffer (32-bit sizes)")
+    arena = allocate(size, dtype, lambda: (
         f"T, B: a workspace for T={T} steps in batches of B={B} for {params!r}"))
     offset = 0
     views = {}

@@ -176,7 +176,22 @@ def test_a_workspace_larger_than_memory_is_refused_naming_T_and_B(monkeypatch):
                                          r"batches of B=10000000 .* bytes"):
         fastrnn.Workspace(params, 10**7, 10**7)
     monkeypatch.setattr(fastrnn.params, "memory_limit", lambda: 2**62)
+    monkeypatch.setattr(fastrnn.workspace, "memory_limit", lambda: 2**62)
+    monkeypatch.setattr(fastrnn.workspace, "MAX_BUFFER", 2**62)
     with pytest.raises(MemoryError, match=r"^T, B: a workspace for T=10000000 steps in "
                                           r"batches of B=1000000000 .* could not be "
                                           r"allocated"):
         fastrnn.get_workspace(params, 10**7, 10**9)
+
+
+def test_a_workspace_buffer_beyond_32_bit_sizes_is_refused(monkeypatch):
+    """The kernels' BLAS calls and loops take 32-bit sizes: a workspace with a larger
+    buffer is refused before anything is allocated, not indexed with an overflowed int.
+    (Such a buffer needs more memory than this machine has, so the bound is lowered.)"""
+    monkeypatch.setattr(fastrnn.workspace, "MAX_BUFFER", 1000)
+    params = fastrnn.init_params(3, 4, 2)
+    with pytest.raises(ValueError, match=r"^T, B: a workspace for T=100 steps in batches of "
+                                         r"B=4 needs a buffer of shape \(101, 4, 4\), 1,616 "
+                                         r"elements; the kernels take at most 1,000 in one"):
+        fastrnn.Workspace(params, 100, 4)
+    fastrnn.Workspace(params, 50, 4)

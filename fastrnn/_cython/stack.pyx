@@ -244,8 +244,8 @@ cdef void _input_grads(_cells.Cells cells, floating probe, object x, int d, int 
     dL/da_t to column i)."""
     cdef const floating[:, :, ::1] dense
     cdef const int64_t[:, ::1] ids
-    cdef int D = cells.arrays["U"][d].shape[1], N = x.shape[0] * x.shape[1], r, j
-    cdef Py_ssize_t col
+    cdef int D = cells.arrays["U"][d].shape[1], N = x.shape[0] * x.shape[1], r
+    cdef Py_ssize_t col, j
     cdef floating* da = at(cells, F_DA, d, probe)
     cdef floating* dU = at(cells, F_DU, d, probe)
     cdef const int64_t* cols
@@ -253,7 +253,7 @@ cdef void _input_grads(_cells.Cells cells, floating probe, object x, int d, int 
         ids = x
         cols = &ids[0, 0]
         with nogil:
-            for j in range(G * D):
+            for j in range(<Py_ssize_t>G * D):
                 dU[j] = 0
             for r in range(N):
                 col = cols[r]
