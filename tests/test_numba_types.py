@@ -21,13 +21,9 @@ def dispatchers():
     from numba.core.registry import CPUDispatcher
 
     from fastrnn._numba import gated, stack
-    found = {f"{module.__name__}.{name}": f for module in (stack, gated)
-             for name, f in vars(module).items()
-             if isinstance(f, CPUDispatcher) and f.py_func.__module__ == module.__name__}
-    for entry_points in (stack.FORWARD, stack.BACKWARD, stack.STEP):
-        found.update({f"{stack.__name__}.{f.py_func.__name__}": f
-                      for f in entry_points.values()})
-    return found
+    return {f"{module.__name__}.{name}": f for module in (stack, gated)
+            for name, f in vars(module).items()
+            if isinstance(f, CPUDispatcher) and f.py_func.__module__ == module.__name__}
 
 
 def signatures():
@@ -57,32 +53,8 @@ def test_depth_compiles_nothing_new(tokens):
     run(2, True)
     run(2, False)
     assert signatures() == before
-    assert all(len(before[f"fastrnn._numba.stack.{name}_lstm"]) >= 1
-               for name in ("forward", "backward", "step"))
-
-
-ONE_LOOP_SCRIPT = textwrap.dedent("""
-    import numpy as np
-    import fastrnn
-    from fastrnn._numba import gated, rnn, stack
-
-    params = fastrnn.init_params(5, 4, 3, cell="lstm", seed=0)
-    x = np.random.default_rng(0).standard_normal((3, 2, 5))
-    fastrnn.loss_and_grad(params, x, np.zeros((3, 2), int), backend="numba")
-    fastrnn.Stream(params, batch_size=2, backend="numba")(x[0])
-    compiled = {f.py_func.__name__ for f in (*stack.FORWARD.values(), *stack.BACKWARD.values(),
-                                             *stack.STEP.values(), gated.gru_recurrence,
-                                             gated.gru_layer_bptt, rnn._recurrence, rnn._bptt)
-                if f.signatures}
-    assert compiled == {"forward_lstm", "backward_lstm", "step_lstm"}, compiled
-    print("ok")
-""")
-
-
-def test_an_lstm_compiles_no_other_cells_time_loop():
-    """The passes are compiled per time loop: an LSTM's training and stream steps compile
-    neither the GRU's loops nor the vanilla cells'."""
-    run_with_nrt_stats(ONE_LOOP_SCRIPT)
+    assert all(len(before[f"fastrnn._numba.stack.{name}"]) >= 1
+               for name in ("stack_forward", "stack_backward", "stack_step"))
 
 
 NRT_SCRIPT = textwrap.dedent("""
@@ -96,14 +68,14 @@ NRT_SCRIPT = textwrap.dedent("""
     # A compiled driver runs n training steps of a stack. Passing arrays in costs NRT
     # records once per driver call; if the kernels allocated, the count would grow with n.
     @numba.njit
-    def train(n, forward, backward, cell, dirs, x, y, weights, wtab, V, c, h0, arena, btab,
-              o, do, h_T, c_T, scratch, grads, dV, dc, dh0, dc0, blas):
+    def train(n, cell, dirs, x, y, weights, wtab, V, c, h0, arena, btab, o, do, h_T, c_T,
+              scratch, grads, dV, dc, dh0, dc0, blas):
         for _ in range(n):
-            forward(cell, dirs, x, weights, wtab, V, c, h0, h0, arena, btab, o, h_T, c_T,
-                    scratch, blas)
+            stack.stack_forward(cell, dirs, x, weights, wtab, V, c, h0, h0, arena, btab, o,
+                                h_T, c_T, scratch, blas)
             rnn.cross_entropy(o, y, 1.0, do)
-            backward(cell, dirs, x, weights, wtab, V, arena, btab, do, grads, dV, dc, dh0,
-                     dc0, blas)
+            stack.stack_backward(cell, dirs, x, weights, wtab, V, arena, btab, do, grads,
+                                 dV, dc, dh0, dc0, blas)
 
     rng = np.random.default_rng(0)
     for cell, layers, tokens in (("lstm", 2, False), ("gru", 2, True), ("tanh", 1, True),
@@ -115,10 +87,7 @@ NRT_SCRIPT = textwrap.dedent("""
         x = rng.integers(0, 6, (5, 3)) if tokens else rng.standard_normal((5, 3, 6))
         y = rng.integers(0, 5, (5, 3))
         for blas in (False, True):
-            code = CELL_CODES[cell]
-            loop = stack.LOOPS[code]
-            args = (stack.FORWARD[loop], stack.BACKWARD[loop], code, params.num_directions,
-                    x, y, params.data,
+            args = (CELL_CODES[cell], params.num_directions, x, y, params.data,
                     kernels._weight_table(params), params.V, params.c,
                     np.zeros_like(ws.h_T), ws.arena, kernels._buffer_table(ws), ws.o,
                     ws.do, ws.h_T, ws.c_T, ws.scratch, g.data, g.V, g.c,

@@ -75,21 +75,18 @@ def _buffer_table(ws):
 
 
 def forward(params, x, h0, c0, ws):
-    cell = CELL_CODES[params.cell]
-    stack.FORWARD[stack.LOOPS[cell]](
-        cell, params.num_directions, x, params.data, _weight_table(params), params.V,
-        params.c, h0, h0 if c0 is None else c0, ws.arena, _buffer_table(ws), ws.o, ws.h_T,
-        ws.c_T, ws.scratch, _blas(params, ws.B))
+    stack.stack_forward(CELL_CODES[params.cell], params.num_directions, x, params.data,
+                        _weight_table(params), params.V, params.c, h0,
+                        h0 if c0 is None else c0, ws.arena, _buffer_table(ws), ws.o,
+                        ws.h_T, ws.c_T, ws.scratch, _blas(params, ws.B))
 
 
 def backward(params, x, ws, grads):
-    cell = CELL_CODES[params.cell]
     dh0 = grads.h0.reshape(ws.h_T.shape)
     dc0 = ws.grad_c0 if grads.c0 is None else grads.c0.reshape(dh0.shape)
-    stack.BACKWARD[stack.LOOPS[cell]](
-        cell, params.num_directions, x, params.data, _weight_table(params), params.V,
-        ws.arena, _buffer_table(ws), ws.do, grads.data, grads.V, grads.c, dh0, dc0,
-        _blas(params, ws.B))
+    stack.stack_backward(CELL_CODES[params.cell], params.num_directions, x, params.data,
+                         _weight_table(params), params.V, ws.arena, _buffer_table(ws),
+                         ws.do, grads.data, grads.V, grads.c, dh0, dc0, _blas(params, ws.B))
 
 
 def step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
@@ -97,7 +94,6 @@ def step(params, x_t, h0, c0, o_out, h_out, c_out, ws):
     if params.num_layers == 1 and params.gate_rows == params.hidden_size:
         return rnn.step(cell, params.U, params.W, params.b, params.V, params.c, x_t, h0,
                         ws.scratch, o_out, h_out)
-    return stack.STEP[stack.LOOPS[cell]](
-        cell, x_t, params.data, _weight_table(params), params.V, params.c, h0,
-        h0 if c0 is None else c0, ws.arena, _buffer_table(ws), o_out, h_out,
-        ws.c_T if c_out is None else c_out, ws.scratch)
+    return stack.stack_step(cell, x_t, params.data, _weight_table(params), params.V, params.c,
+                            h0, h0 if c0 is None else c0, ws.arena, _buffer_table(ws), o_out,
+                            h_out, ws.c_T if c_out is None else c_out, ws.scratch)

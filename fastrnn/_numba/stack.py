@@ -22,34 +22,19 @@ which share its layout) and ``wtab`` (n, 6) holds, per cell, where U starts in i
 shape (G, D_i), and where W, b and b_hh start (b_hh is the GRU's; for the other cells,
 b's offset, not read); ``arena`` is the Workspace's single allocation and ``btab``
 (n, 9) holds, per cell, where its buffers and its layer's Y and dY start (``BUFFERS``).
-The kernels make views from these. Their Numba types thus depend on the dtype, the
-input kind and the cell's time loop only: one compiled kernel serves every number of
-layers and directions (a tuple of per-cell arrays, whose length is part of its type,
-compiled the whole chain again for each).
-
-The passes are compiled once per time loop (``LOOPS``: the LSTM's, the GRU's, one for the
-vanilla cells), through entry points that fix it (``FORWARD``, ``BACKWARD``, ``STEP``):
-``_cell_recurrence`` and ``_cell_bptt`` then compile that loop's code only. A first LSTM
-call thus compiles neither the GRU's loops nor the vanilla ones, which took about two
-fifths of its compile time.
+The kernels make views from these. Their Numba types thus depend on the dtype and the
+input kind only: one compiled kernel serves every number of layers and directions (a
+tuple of per-cell arrays, whose length is part of its type, compiled the whole chain
+again for each).
 """
 import numpy as np
-from numba import literally, types
-from numba.core import errors
-from numba.extending import overload
 
-from .._config import NUMBA_OPTIONS, jit
-from .._contract import (GRU, LSTM, RELU, SIGMOID, STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK,
-                         TANH)
+from .._config import jit
+from .._contract import GRU, LSTM, STEP_BAD_INPUT, STEP_BAD_OUTPUT, STEP_OK
 from .._vec import all_finite, flat
 from .gated import (gru_layer_bptt, gru_recurrence, input_grads_dense, input_grads_ids,
                     lstm_layer_bptt, lstm_recurrence, output_grads, recurrent_grad)
 from .rnn import _add, _bptt, _copy, _output, _recurrence, project_dense, project_ids
-
-# The time loop of each cell code: the LSTM's, the GRU's, and one for the three vanilla
-# cells, whose activation stays a run-time code.
-VANILLA = -1
-LOOPS = {TANH: VANILLA, SIGMOID: VANILLA, RELU: VANILLA, LSTM: LSTM, GRU: GRU}
 
 # The columns of the buffers table (see the module docstring), in order.
 BUFFERS = ("gates", "aux", "h", "kappa", "da", "dah", "WT", "Y", "dY")
@@ -121,61 +106,34 @@ def _reverse_time(a):
             u[k], v[k] = v[k], u[k]
 
 
-def _cell_recurrence(loop, cell, W, b_hh, WT, h0, c0, gates, aux, h, scratch, blas):
-    """The time loop of one cell; gates holds b + U x_t on entry (see ``gated.py``).
-    Compiled for one ``loop`` (a literal of ``LOOPS``)."""
-
-
-@overload(_cell_recurrence, jit_options=NUMBA_OPTIONS)
-def _cell_recurrence_of(loop, cell, W, b_hh, WT, h0, c0, gates, aux, h, scratch, blas):
-    loop = _literal(loop)
-    if loop == LSTM:
-        def lstm(loop, cell, W, b_hh, WT, h0, c0, gates, aux, h, scratch, blas):
-            lstm_recurrence(W, h0, c0, gates, aux, h, scratch, blas, WT)
-        return lstm
-    if loop == GRU:
-        def gru(loop, cell, W, b_hh, WT, h0, c0, gates, aux, h, scratch, blas):
-            gru_recurrence(W, b_hh, h0, gates, aux[:gates.shape[0]], h, scratch, blas, WT)
-        return gru
-
-    def vanilla(loop, cell, W, b_hh, WT, h0, c0, gates, aux, h, scratch, blas):
+@jit
+def _cell_recurrence(cell, W, b_hh, WT, h0, c0, gates, aux, h, scratch, blas):
+    """The time loop of one cell; gates holds b + U x_t on entry (see ``gated.py``)."""
+    T = gates.shape[0]
+    if cell == LSTM:
+        lstm_recurrence(W, h0, c0, gates, aux, h, scratch, blas, WT)
+    elif cell == GRU:
+        gru_recurrence(W, b_hh, h0, gates, aux[:T], h, scratch, blas, WT)
+    else:
         _recurrence(cell, W, WT, h0, gates, h, blas)
-    return vanilla
 
 
-def _cell_bptt(loop, cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0, dc0, blas):
+@jit
+def _cell_bptt(cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0, dc0, blas):
     """BPTT through one cell, kappa holding dL/dh_t from above on entry.
 
     Leaves dL/da_t in da (for the GRU the input side, dL/dax_t), in the cell's reading
-    order; fills dW, dh0 and the GRU's db_hh or the LSTM's dc0. Compiled for one ``loop``.
+    order; fills dW, dh0 and the GRU's db_hh or the LSTM's dc0.
     """
-
-
-@overload(_cell_bptt, jit_options=NUMBA_OPTIONS)
-def _cell_bptt_of(loop, cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0, dc0, blas):
-    loop = _literal(loop)
-    if loop == LSTM:
-        def lstm(loop, cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0, dc0, blas):
-            lstm_layer_bptt(W, gates, aux, h, kappa, da, dah[0], dh0, dc0, blas)
-            recurrent_grad(da, h, dW)
-        return lstm
-    if loop == GRU:
-        def gru(loop, cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0, dc0, blas):
-            gru_layer_bptt(W, gates, aux[:gates.shape[0]], h, kappa, da, dah, dW, db_hh,
-                           dh0, blas)
-        return gru
-
-    def vanilla(loop, cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0, dc0, blas):
+    T = gates.shape[0]
+    if cell == LSTM:
+        lstm_layer_bptt(W, gates, aux, h, kappa, da, dah[0], dh0, dc0, blas)
+        recurrent_grad(da, h, dW)
+    elif cell == GRU:
+        gru_layer_bptt(W, gates, aux[:T], h, kappa, da, dah, dW, db_hh, dh0, blas)
+    else:
         _bptt(cell, W, gates, h, kappa, da, dh0, blas)
         recurrent_grad(da, h, dW)
-    return vanilla
-
-
-def _literal(loop) -> int:
-    """The value of a ``loop`` argument, which the passes make a literal."""
-    if not isinstance(loop, types.IntegerLiteral):
-        raise errors.TypingError(f"loop: expected a literal int, got {loop}")
-    return loop.literal_value
 
 
 @jit
@@ -202,7 +160,7 @@ def _gather_grads(dY, d, kappa):
 
 
 @jit
-def _layers_forward(loop, cell, dirs, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
+def _layers_forward(cell, dirs, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
                     scratch, blas):
     """Every layer's time loop and the output layer; layer 0's gates already hold
     b + U x_t (in each direction's reading order), the caller having projected x."""
@@ -217,10 +175,9 @@ def _layers_forward(loop, cell, dirs, weights, wtab, V, c, h0, c0, arena, btab, 
             project_dense(U, b, _layer_states(arena, btab, k - 1, dirs, T, B, H)[0], gates)
             if d == 1:
                 _reverse_time(gates)
-        _cell_recurrence(loop, cell, W, b_hh, WT, h0[i], c0[i], gates, aux, h, scratch,
-                         blas)
+        _cell_recurrence(cell, W, b_hh, WT, h0[i], c0[i], gates, aux, h, scratch, blas)
         _copy(h[T], h_T[i])
-        if loop == LSTM:
+        if cell == LSTM:
             _copy(aux[T], c_T[i])
         if dirs == 2:
             _scatter_states(h, d, _layer_states(arena, btab, k, dirs, T, B, H)[0])
@@ -228,18 +185,17 @@ def _layers_forward(loop, cell, dirs, weights, wtab, V, c, h0, c0, arena, btab, 
 
 
 @jit
-def _forward(loop, cell, dirs, x, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
-             scratch, blas):
+def stack_forward(cell, dirs, x, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
+                  scratch, blas):
     """Forward pass of a stack for dense inputs x (T, B, D) or token ids x (T, B).
 
-    IN  loop (a literal: ``LOOPS[cell]``), cell (a code of ``fastrnn._contract``), dirs; weights and wtab (the params);
+    IN  cell (a code of ``fastrnn._contract``), dirs; weights and wtab (the params);
         V (O, dirs H), c (O,); h0 and c0 (n, B, H) (c0 read for the LSTM only; they may
         be h_T, c_T).
     OUT through arena and btab, every cell's gates, aux, h and every layer's Y (see the
         ``Workspace``); o (T, B, O); h_T and c_T (n, B, H).
     Scratch the cells' WT, scratch (1, B, G).
     """
-    literally(loop)
     T, B = x.shape[:2]
     H = h0.shape[2]
     for d in range(dirs):
@@ -248,24 +204,23 @@ def _forward(loop, cell, dirs, x, weights, wtab, V, c, h0, c0, arena, btab, o, h
         _project(U, b, x, gates)
         if d == 1:
             _reverse_time(gates)
-    _layers_forward(loop, cell, dirs, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
+    _layers_forward(cell, dirs, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
                     scratch, blas)
 
 
 @jit
-def _step(loop, cell, x_t, weights, wtab, V, c, h0, c0, arena, btab, o_out, h_out, c_out,
-          scratch):
+def stack_step(cell, x_t, weights, wtab, V, c, h0, c0, arena, btab, o_out, h_out, c_out,
+               scratch):
     """One streaming step of a one-direction stack: its forward pass over x_t, dense
     (B, D) or token ids (B,).
 
-    As ``_forward`` with T = 1, but the outputs go straight to o_out (B, O), h_out
+    As ``stack_forward`` with T = 1, but the outputs go straight to o_out (B, O), h_out
     and c_out (n, B, H), which may be h0 and c0. Returns STEP_OK, STEP_BAD_INPUT when a
     dense x_t is not finite (nothing is written), or STEP_BAD_OUTPUT.
 
     The products with W always go through BLAS: the looped product first transposes W,
     a pass over W as costly as the product itself, which one step cannot amortise.
     """
-    literally(loop)
     if x_t.ndim == 2:
         if not all_finite(x_t):
             return STEP_BAD_INPUT
@@ -273,25 +228,24 @@ def _step(loop, cell, x_t, weights, wtab, V, c, h0, c0, arena, btab, o_out, h_ou
     U, _, b, _ = _cell_weights(weights, wtab, 0, H)
     gates = _cell_buffers(arena, btab, 0, 1, x_t.shape[0], H, wtab[0, 1])[0]
     _project(U, b, x_t.reshape((1,) + x_t.shape), gates)
-    _layers_forward(loop, cell, 1, weights, wtab, V, c, h0, c0, arena, btab,
+    _layers_forward(cell, 1, weights, wtab, V, c, h0, c0, arena, btab,
                     o_out.reshape((1,) + o_out.shape), h_out, c_out, scratch, True)
     return STEP_OK if all_finite(o_out) else STEP_BAD_OUTPUT
 
 
 @jit
-def _backward(loop, cell, dirs, x, weights, wtab, V, arena, btab, do, grads, dV, dc, dh0,
-              dc0, blas):
+def stack_backward(cell, dirs, x, weights, wtab, V, arena, btab, do, grads, dV, dc, dh0,
+                   dc0, blas):
     """BPTT through a stack for dense inputs x (T, B, D) or token ids x (T, B), after its
     forward pass and loss, from the output layer down.
 
-    IN  what ``_forward`` left; do (T, B, O) = dL/do.
+    IN  what ``stack_forward`` left; do (T, B, O) = dL/do.
     OUT through arena and btab, every cell's kappa (dL/dh_t), da (dL/da_t) and dah, and
         every layer's dY; grads (the flat data of a Grads laid out as the params, whose
         table wtab is): every cell's dU, dW, db and the GRU's db_hh, and dV, dc; dh0 and
         dc0 (n, B, H) (dc0 the LSTM's).
     Each layer's Y serves as scratch once the layers above it are done.
     """
-    literally(loop)
     T, B, O = do.shape
     n, _, H = dh0.shape
     L = n // dirs
@@ -308,8 +262,7 @@ def _backward(loop, cell, dirs, x, weights, wtab, V, arena, btab, do, grads, dV,
         Y, dY = _layer_states(arena, btab, k, dirs, T, B, H)
         if dirs == 2:
             _gather_grads(dY, d, kappa)
-        _cell_bptt(loop, cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0[i], dc0[i],
-                   blas)
+        _cell_bptt(cell, W, gates, aux, h, kappa, da, dah, dW, db_hh, dh0[i], dc0[i], blas)
         if d == 1:
             _reverse_time(da)                    # into time order, for dU and dL/dx
         if k == 0:
@@ -325,44 +278,3 @@ def _backward(loop, cell, dirs, x, weights, wtab, V, arena, btab, do, grads, dV,
             into = flat(Y)[:T * B * D_i].reshape(T * B, D_i)
             np.dot(da2, U, into)
             _add(dY_below, into)
-
-
-# ---------------------------------------------------------------------- entry points
-# One compiled entry point per pass and time loop: each passes its loop to the pass as a
-# constant, which ``literally`` makes part of the pass's type. Each has a name of its own,
-# under which Numba caches it.
-
-def _forward_for(loop):
-    def forward(cell, dirs, x, weights, wtab, V, c, h0, c0, arena, btab, o, h_T, c_T,
-                scratch, blas):
-        _forward(loop, cell, dirs, x, weights, wtab, V, c, h0, c0, arena, btab, o, h_T,
-                 c_T, scratch, blas)
-    return _named(forward, loop)
-
-
-def _backward_for(loop):
-    def backward(cell, dirs, x, weights, wtab, V, arena, btab, do, grads, dV, dc, dh0, dc0,
-                 blas):
-        _backward(loop, cell, dirs, x, weights, wtab, V, arena, btab, do, grads, dV, dc,
-                  dh0, dc0, blas)
-    return _named(backward, loop)
-
-
-def _step_for(loop):
-    def step(cell, x_t, weights, wtab, V, c, h0, c0, arena, btab, o_out, h_out, c_out,
-             scratch):
-        return _step(loop, cell, x_t, weights, wtab, V, c, h0, c0, arena, btab, o_out,
-                     h_out, c_out, scratch)
-    return _named(step, loop)
-
-
-def _named(fn, loop):
-    fn.__qualname__ = fn.__name__ = f"{fn.__name__}_{LOOP_NAMES[loop]}"
-    return jit(fn)
-
-
-# The passes by time loop, the adapter's entry points: LOOPS[cell] picks one.
-LOOP_NAMES = {VANILLA: "vanilla", LSTM: "lstm", GRU: "gru"}
-FORWARD = {loop: _forward_for(loop) for loop in LOOP_NAMES}
-BACKWARD = {loop: _backward_for(loop) for loop in LOOP_NAMES}
-STEP = {loop: _step_for(loop) for loop in LOOP_NAMES}
